@@ -1,0 +1,129 @@
+"""Small durable files in the local lake: the cursor and the gap ledger, written atomically.
+
+A reader (DuckDB, a restarted capture) must never see half a file: every file is written under a
+hidden temporary name in its final directory, fsynced, then renamed into place with
+``os.replace``, which is atomic on POSIX file systems. The temporary name starts with ``.`` (Athena
+and Hive skip such files) and ends in ``.tmp``, because DuckDB's globs do not skip hidden files:
+``*.parquet`` and ``*.jsonl`` must not match it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from uuid import uuid4
+
+from tradelake.cursor import Cursor
+from tradelake.model import Gap
+from tradelake.schema import GAP_COLUMNS
+
+STATE_DIR = "_state"
+GAPS_DIR = "gaps"
+
+_GAP_TYPES: dict[str, type] = {"bigint": int, "string": str}
+
+
+def stage(path: Path, data: bytes | memoryview) -> Path:
+    """Write ``data`` durably under a hidden temporary name next to ``path``; return that name."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staged = path.with_name(f".{path.name}.{uuid4().hex[:8]}.tmp")
+    try:
+        with staged.open("wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        staged.unlink(missing_ok=True)
+        raise
+    return staged
+
+
+def publish(staged: Path, path: Path) -> None:
+    """Rename a staged file into place, then fsync its directory so the rename survives a crash."""
+    os.replace(staged, path)
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data``: readers see the old file or the new one, never a mix."""
+    staged = stage(path, data)
+    try:
+        publish(staged, path)
+    finally:
+        staged.unlink(missing_ok=True)
+
+
+class FileCursorStore:
+    """The cursor as ``<lake>/_state/cursor.json``: the local twin of the S3 checkpoint."""
+
+    def __init__(self, lake: Path) -> None:
+        self.path = lake / STATE_DIR / "cursor.json"
+
+    def load(self) -> Cursor:
+        """The saved cursor, or an empty one for a lake that has never been written."""
+        try:
+            text = self.path.read_bytes()
+        except FileNotFoundError:
+            return Cursor()
+        try:
+            data = json.loads(text)
+            if not isinstance(data, dict):
+                raise ValueError(f"expected a JSON object, got {type(data).__name__}")
+            return Cursor.from_json(data)
+        except (ValueError, TypeError, AttributeError, KeyError) as exc:
+            raise ValueError(
+                f"cursor file {self.path} is corrupt ({exc}). Restore it from a backup, or move it"
+                " aside to start without a cursor: the next snapshot is then written in full"
+                " (duplicates carry the same trade_key), but trades between the lost cursor and"
+                " that snapshot are not declared as a gap."
+            ) from exc
+
+    def save(self, cursor: Cursor) -> None:
+        write_atomically(self.path, json.dumps(cursor.to_json(), indent=1).encode())
+
+
+class JsonlGapLedger:
+    """Declared gaps as JSON Lines under ``<lake>/gaps/``, one new file per ``record`` call.
+
+    Files are never appended to, so a crash cannot leave a torn line, and the ``gaps`` view in
+    DuckDB (and a Glue table in S3) reads them all with one glob. Names start with the earliest
+    ``detected_ns`` so that listing order is detection order.
+    """
+
+    def __init__(self, lake: Path) -> None:
+        self.directory = lake / GAPS_DIR
+
+    def record(self, gaps: Sequence[Gap]) -> None:
+        if not gaps:
+            return
+        lines = (
+            json.dumps({c.name: getattr(gap, c.name) for c in GAP_COLUMNS}) + "\n" for gap in gaps
+        )
+        first = min(gap.detected_ns for gap in gaps)
+        name = f"{first:019d}-{uuid4().hex}.jsonl"
+        write_atomically(self.directory / name, "".join(lines).encode())
+
+
+def read_gaps(lake: Path) -> list[Gap]:
+    """Every gap recorded in the lake, in detection order; raises ValueError at a bad line."""
+    gaps: list[Gap] = []
+    for path in sorted((lake / GAPS_DIR).glob("*.jsonl")):
+        for number, line in enumerate(path.read_text().splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                values = [row[c.name] for c in GAP_COLUMNS]
+            except (ValueError, TypeError, KeyError) as exc:
+                raise ValueError(f"{path}:{number}: not a gap record ({exc!r})") from exc
+            for column, value in zip(GAP_COLUMNS, values, strict=True):
+                if type(value) is not _GAP_TYPES[column.type]:
+                    raise ValueError(f"{path}:{number}: {column.name} is not a {column.type}")
+            gaps.append(Gap(**{c.name: v for c, v in zip(GAP_COLUMNS, values, strict=True)}))
+    return gaps

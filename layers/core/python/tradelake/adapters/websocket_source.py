@@ -1,0 +1,59 @@
+"""The trade source adapter: websocket-client, to Phemex or to the simulator.
+
+websocket-client is synchronous and small (it is in the Lambda layer), which suits the
+single-threaded capture loop: a receive with a socket timeout is the loop's only wait.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+
+import websocket
+
+from tradelake.capture import ConnectionLost
+
+_LOST = (websocket.WebSocketException, OSError)
+
+
+class WebsocketConnection:
+    """One websocket; every way it can fail surfaces as ``ConnectionLost``."""
+
+    def __init__(self, url: str, timeout_s: float) -> None:
+        self._ws = websocket.create_connection(
+            url,
+            timeout=timeout_s,
+            enable_multithread=False,
+            sockopt=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),),
+        )
+
+    def send(self, text: str) -> None:
+        try:
+            self._ws.send(text)
+        except _LOST as exc:
+            raise ConnectionLost(f"send failed: {exc!r}") from exc
+
+    def recv(self, timeout_s: float) -> str | bytes | None:
+        try:
+            self._ws.settimeout(max(timeout_s, 0.001))
+            frame: str | bytes = self._ws.recv()
+        except websocket.WebSocketTimeoutException:
+            return None
+        except _LOST as exc:
+            raise ConnectionLost(f"{type(exc).__name__}: {exc}") from exc
+        if not frame:
+            # websocket-client answers a close frame and hands back its empty payload
+            raise ConnectionLost("closed by peer")
+        return frame
+
+    def close(self) -> None:
+        with contextlib.suppress(*_LOST):
+            self._ws.close(timeout=0.2)
+
+
+def connect(url: str, timeout_s: float) -> WebsocketConnection:
+    """``tradelake.capture.Connect`` for real sockets; raises OSError when unreachable."""
+    try:
+        return WebsocketConnection(url, timeout_s)
+    except websocket.WebSocketException as exc:
+        raise ConnectionError(f"{type(exc).__name__}: {exc}") from exc
