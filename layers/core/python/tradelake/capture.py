@@ -159,6 +159,10 @@ class Capture:
         self._request_id = 0
         self._next_status = 0.0
 
+    def positions(self) -> dict[str, int]:
+        """The newest exchange time taken per symbol (-1 before the first): safe to poll."""
+        return {s: r.ts_ns for s, r in self._reconcilers.items()}
+
     def run(self, deadline: float | None = None, stop: threading.Event | None = None) -> Cursor:
         """Capture until ``deadline`` (a ``clock()`` value), ``stop`` is set, or Ctrl-C.
 

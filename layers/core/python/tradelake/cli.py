@@ -1,0 +1,226 @@
+"""``tradelake``: capture, simulate, demo and query, each a thin shell over the core.
+
+A bad argument gets one line saying what is wrong and how to fix it, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn, TextIO
+
+from tradelake.capture import (
+    Capture,
+    CaptureConfig,
+    CaptureStats,
+    SourceUnreachable,
+    SubscriptionRejected,
+)
+from tradelake.markets import UnknownSymbolError, market_of
+
+DEFAULT_URL = "wss://ws.phemex.com"
+DEFAULT_LAKE = Path("lake")
+LOCAL_FLUSH_AGE_S = 30.0
+"""The local sink writes a file at least this often: bounds what a crash can cost."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but an error is one line with the fix, not a usage dump."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
+def symbols_arg(text: str) -> tuple[str, ...]:
+    """``BTCUSD,BTCUSDT,sBTCUSDT`` → a tuple of checked symbols."""
+    symbols = tuple(s.strip() for s in text.split(",") if s.strip())
+    if not symbols:
+        raise argparse.ArgumentTypeError("give at least one symbol, e.g. --symbols BTCUSD,BTCUSDT")
+    for symbol in symbols:
+        try:
+            market_of(symbol)
+        except UnknownSymbolError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    if len(set(symbols)) != len(symbols):
+        raise argparse.ArgumentTypeError(f"a symbol is listed twice in {text!r}")
+    if len(symbols) > 20:
+        raise argparse.ArgumentTypeError("Phemex allows 20 subscriptions a connection: list ≤ 20")
+    return symbols
+
+
+def url_arg(text: str) -> str:
+    if not text.startswith(("ws://", "wss://")):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a websocket URL: use wss://ws.phemex.com or ws://127.0.0.1:PORT"
+        )
+    return text
+
+
+def seconds_arg(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return value
+
+
+def parser() -> Parser:
+    p = Parser(prog="tradelake", description=__doc__)
+    commands = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    capture = commands.add_parser("capture", help="capture live trades into the local lake")
+    capture.add_argument("--url", type=url_arg, default=DEFAULT_URL, help=f"default {DEFAULT_URL}")
+    capture.add_argument(
+        "--symbols",
+        type=symbols_arg,
+        default=("BTCUSD",),
+        help="comma-separated, e.g. BTCUSD,BTCUSDT,sBTCUSDT (default BTCUSD)",
+    )
+    capture.add_argument("--lake", type=Path, default=DEFAULT_LAKE, help="default ./lake")
+    capture.add_argument("--duration", type=seconds_arg, help="seconds to run (default: Ctrl-C)")
+    capture.add_argument(
+        "--record", type=Path, metavar="FILE", help="also keep every raw frame (gzip JSON lines)"
+    )
+    capture.add_argument("-v", "--verbose", action="store_true", help="log every warning")
+
+    commands.add_parser("simulate", help="run the Phemex simulator on 127.0.0.1", add_help=False)
+
+    demo = commands.add_parser("demo", help="the whole pipeline offline, proved complete")
+    demo.add_argument("--lake", type=Path, default=Path("lake-demo"), help="default ./lake-demo")
+    demo.add_argument("--hours", type=float, default=4.0, help="simulated market hours")
+    demo.add_argument("--seconds", type=seconds_arg, default=25.0, help="wall-clock budget")
+    demo.add_argument("--seed", type=int, default=7)
+
+    query = commands.add_parser("query", help="run SQL (DuckDB) over the lake: views trades, gaps")
+    query.add_argument("sql")
+    query.add_argument("--lake", type=Path, default=DEFAULT_LAKE, help="default ./lake")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["simulate"]:
+        from tradelake.simulator.cli import simulate_main
+
+        return simulate_main(argv[1:])
+    args = parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING if getattr(args, "verbose", False) else logging.ERROR,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if args.command == "capture":
+        return capture_command(args)
+    if args.command == "demo":
+        from tradelake.demo import run_demo
+
+        return 0 if run_demo(args.lake, args.hours, args.seconds, args.seed).complete else 1
+    return query_command(args.lake, args.sql)
+
+
+def capture_command(args: argparse.Namespace) -> int:
+    from tradelake.adapters import websocket_source
+    from tradelake.adapters.lake_files import FileCursorStore, JsonlGapLedger
+    from tradelake.adapters.parquet_sink import ParquetSink
+    from tradelake.adapters.products_http import fetch_scales
+    from tradelake.adapters.tape_file import TapeRecorder
+
+    recorder = TapeRecorder(args.record) if args.record else None
+    status = StatusLine(sys.stderr)
+    capture = Capture(
+        CaptureConfig(url=args.url, symbols=args.symbols),
+        sink=ParquetSink(args.lake, max_age_s=LOCAL_FLUSH_AGE_S),
+        cursor_store=FileCursorStore(args.lake),
+        gap_ledger=JsonlGapLedger(args.lake),
+        connect=websocket_source.connect,
+        scales=fetch_scales(args.url),
+        recorder=recorder.write if recorder else None,
+        on_status=status.update,
+    )
+    started = time.monotonic()
+    deadline = started + args.duration if args.duration else None
+    try:
+        capture.run(deadline)
+    except (SourceUnreachable, SubscriptionRejected) as exc:
+        status.close()
+        print(f"tradelake capture: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if recorder:
+            recorder.close()
+    status.close()
+    print(summary(capture.stats, time.monotonic() - started, args.lake), file=sys.stderr)
+    if recorder:
+        print(f"recorded {recorder.frames:,} frames to {recorder.path}", file=sys.stderr)
+    return 0
+
+
+class StatusLine:
+    """One live line on a terminal (rewritten in place), a line every 10 s otherwise."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.tty = stream.isatty()
+        self._last = (time.monotonic(), 0)
+        self._next_plain = 0.0
+
+    def update(self, stats: CaptureStats) -> None:
+        now = time.monotonic()
+        then, received_then = self._last
+        rate = (stats.received - received_then) / max(now - then, 1e-9)
+        self._last = (now, stats.received)
+        per_symbol = " ".join(f"{s} {x.received:,}" for s, x in stats.symbols.items())
+        line = (
+            f"{rate:8,.0f} trades/s | {per_symbol} | written {stats.written:,} | "
+            f"reconnects {stats.reconnects} | gaps {stats.gaps} | dup {stats.duplicates:,}"
+        )
+        if self.tty:
+            self.stream.write(f"\r\x1b[K{line}")
+            self.stream.flush()
+        elif now >= self._next_plain:
+            self._next_plain = now + 10.0
+            print(line, file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+
+
+def summary(stats: CaptureStats, elapsed_s: float, lake: Path) -> str:
+    rows = [f"{'symbol':<12}{'received':>12}{'written':>12}{'dup dropped':>13}{'gaps':>6}"]
+    rows += [
+        f"{s:<12}{x.received:>12,}{x.written:>12,}{x.duplicates:>13,}{x.gaps:>6}"
+        for s, x in stats.symbols.items()
+    ]
+    return "\n".join(
+        [
+            f"captured for {elapsed_s:.1f} s into {lake}/ "
+            f"({stats.connections} connections, {stats.reconnects} reconnects, "
+            f"{stats.malformed_frames} malformed frames skipped)",
+            *rows,
+        ]
+    )
+
+
+def query_command(lake: Path, sql: str) -> int:
+    import duckdb
+
+    from tradelake.adapters.duckdb_lake import connect
+
+    try:
+        result = connect(lake).sql(sql)
+    except duckdb.Error as exc:
+        print(f"tradelake query: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 1
+    if result is not None:
+        result.show(max_width=200)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,181 @@
+"""``tradelake demo``: the whole local pipeline, offline, proved complete in under a minute.
+
+simulator (three market types, every fault switched on, hours of market time compressed into
+seconds) → the real capture loop over real websockets → the local Parquet lake → DuckDB. The
+closing table compares the lake with the simulator's own tape: captured, duplicates dropped,
+gaps declared, and missing outside gaps, which must be 0.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TextIO
+
+from tradelake.adapters import websocket_source
+from tradelake.adapters.duckdb_lake import connect
+from tradelake.adapters.lake_files import FileCursorStore, JsonlGapLedger, read_gaps
+from tradelake.adapters.parquet_sink import ParquetSink
+from tradelake.capture import Capture, CaptureConfig, CaptureStats
+from tradelake.simulator import Faults, Simulator, SimulatorConfig, SimulatorStats, synthetic_tape
+from tradelake.verify import SymbolCheck, check
+
+SYMBOLS = ("BTCUSD", "BTCUSDT", "sBTCUSDT")
+MARKET_START = datetime(2026, 11, 27, tzinfo=UTC)
+TRADES_PER_WALL_SECOND = 700
+"""Per symbol. A reconnect takes ~0.1 s, so a 200-trade snapshot covers it with room to spare;
+a stall (dead after 1.5 s of silence) does not, and must be declared as a gap."""
+
+SAMPLE_QUERY = """
+SELECT symbol, hour,
+       count(*)                      AS trades,
+       arg_min(price, ts_ns)         AS open,
+       max(price)                    AS high,
+       min(price)                    AS low,
+       arg_max(price, ts_ns)         AS close,
+       sum(qty)                      AS volume
+FROM trades
+GROUP BY symbol, hour
+ORDER BY symbol, hour
+"""
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    checks: list[SymbolCheck]
+    capture: CaptureStats
+    simulator: SimulatorStats
+
+    @property
+    def complete(self) -> bool:
+        return all(c.complete for c in self.checks)
+
+
+def run_demo(
+    lake: Path, hours: float = 4.0, seconds: float = 25.0, seed: int = 7, out: TextIO = sys.stdout
+) -> DemoResult:
+    """Run the demo into a fresh ``lake`` and print the proof; see the module docstring."""
+    shutil.rmtree(lake, ignore_errors=True)
+    start_ns = int(MARKET_START.timestamp()) * 10**9
+    rate = TRADES_PER_WALL_SECOND * seconds / (hours * 3600)
+    tape = synthetic_tape(SYMBOLS, start_ns, int(hours * 3600 * 10**9), seed=seed, rate=rate)
+    faults = Faults(
+        drop_every=seconds / 6,
+        close_every=seconds / 5,
+        stall_every=seconds / 2,
+        stall_seconds=2.5,
+        malformed_rate=0.02,
+        error_rate=0.2,
+        unknown_keys=True,
+        seed=seed,
+    )
+    config = SimulatorConfig(compression=hours * 3600 / seconds, faults=faults)
+    print(
+        f"tradelake demo: {hours:g} market hours of {', '.join(SYMBOLS)} "
+        f"({sum(map(len, tape.values())):,} trades) in ~{seconds:g} s, every fault switched on",
+        file=out,
+        flush=True,
+    )
+    started = time.monotonic()
+    with Simulator(tape, config) as sim:
+        capture = Capture(
+            CaptureConfig(
+                url=sim.url,
+                symbols=SYMBOLS,
+                ping_interval_s=0.5,
+                dead_after_s=1.5,
+                backoff_initial_s=0.05,
+                backoff_max_s=0.5,
+            ),
+            sink=ParquetSink(lake, max_age_s=2.0),
+            cursor_store=FileCursorStore(lake),
+            gap_ledger=JsonlGapLedger(lake),
+            connect=websocket_source.connect,
+        )
+        last = {s: fills[-1].ts_ns for s, fills in tape.items() if fills}
+        stop = threading.Event()
+        threading.Thread(
+            target=_stop_when_caught_up, args=(sim, capture, last, stop, seconds * 3), daemon=True
+        ).start()
+        capture.run(stop=stop)
+    elapsed = time.monotonic() - started
+
+    con = connect(lake)
+    rows: dict[str, list[tuple[int, str]]] = {}
+    for symbol, ts_ns, key in con.sql("SELECT symbol, ts_ns, trade_key FROM trades").fetchall():
+        rows.setdefault(symbol, []).append((ts_ns, key))
+    checks = check(tape, rows, read_gaps(lake))
+    result = DemoResult(checks, capture.stats, sim.stats)
+    _report(result, elapsed, lake, out)
+    print("\nSample DuckDB query over the lake (hourly OHLCV):", file=out)
+    print(SAMPLE_QUERY.strip(), file=out)
+    con.sql(SAMPLE_QUERY).show(max_rows=30, max_width=160)
+    print(
+        f"\nExplore it yourself: tradelake query --lake {lake} "
+        '"SELECT side, count(*), sum(qty) FROM trades GROUP BY side"',
+        file=out,
+    )
+    return result
+
+
+def _stop_when_caught_up(
+    sim: Simulator,
+    capture: Capture,
+    last: dict[str, int],
+    stop: threading.Event,
+    budget_s: float,
+) -> None:
+    """Once the market is over, end the faults and stop the capture when it holds the last trade."""
+    give_up = time.monotonic() + budget_s
+    while not sim.finished and time.monotonic() < give_up:
+        time.sleep(0.05)
+    sim.calm()
+    while time.monotonic() < give_up:
+        positions = capture.positions()
+        if all(positions.get(s, -1) >= ts for s, ts in last.items()):
+            break
+        time.sleep(0.05)
+    stop.set()
+
+
+def _report(result: DemoResult, elapsed: float, lake: Path, out: TextIO) -> None:
+    sim, cap = result.simulator, result.capture
+    print(
+        f"\nsimulator: {sim.connections} connections; injected {sim.drops} drops without close "
+        f"frame, {sim.closes} clean closes, {sim.stalls} stalls, {sim.malformed} malformed "
+        f"frames, {sim.errors} error replies, {sim.unknown} unknown messages",
+        file=out,
+    )
+    print(
+        f"capture:   {elapsed:.1f} s, {cap.reconnects} reconnects ({cap.dead_connections} "
+        f"detected dead by silence), {cap.malformed_frames} malformed frames skipped, "
+        f"{cap.subscribe_errors} error replies retried, {cap.flushes} files flushes",
+        file=out,
+    )
+    print(f"\nlake {lake}/ against the simulator's ground truth:", file=out)
+    header = ("symbol", "expected", "in lake", "dup dropped", "gaps", "missing in gaps")
+    print(
+        f"  {header[0]:<10}" + "".join(f"{h:>16}" for h in header[1:]) + f"{'MISSING':>10}",
+        file=out,
+    )
+    for c in result.checks:
+        s = cap.symbols[c.symbol]
+        print(
+            f"  {c.symbol:<10}{c.expected:>16,}{c.in_lake:>16,}{s.duplicates:>16,}{s.gaps:>16,}"
+            f"{c.missing_in_gaps:>16,}{c.missing_outside_gaps:>10,}",
+            file=out,
+        )
+    if result.complete:
+        print(
+            "  => complete: every trade outside the declared gaps is in the lake exactly once "
+            "(0 missing, 0 duplicates, 0 invented)",
+            file=out,
+        )
+    else:
+        bad = [c for c in result.checks if not c.complete]
+        print(f"  => INCOMPLETE: {bad}", file=out)
