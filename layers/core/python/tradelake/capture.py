@@ -30,6 +30,9 @@ from tradelake.ports import CursorStore, GapLedger, TradeSink
 
 log = logging.getLogger(__name__)
 
+MIN_WAIT_S = 0.001
+"""A receive waits at least this long, so the loop always makes progress and never spins."""
+
 
 class ConnectionLost(ConnectionError):
     """The websocket closed, reset or errored: reconnect."""
@@ -180,7 +183,6 @@ class Capture:
             log.info("interrupted: flushing and saving the cursor")
         finally:
             self._flush()
-            self._status(force=True)
         return self.cursor
 
     def _connect_loop(self, deadline: float | None, stop: threading.Event) -> None:
@@ -239,7 +241,7 @@ class Capture:
                 now = self.clock()
                 if self._over(deadline, stop):
                     return got_data
-                if now - last_rx > cfg.dead_after_s:
+                if now - last_rx >= cfg.dead_after_s:
                     self.stats.dead_connections += 1
                     log.warning("no frame for %.1f s: connection is dead", now - last_rx)
                     return got_data
@@ -253,7 +255,7 @@ class Capture:
                 wait = min(next_ping, last_rx + cfg.dead_after_s, now + cfg.poll_s) - now
                 if deadline is not None:
                     wait = min(wait, deadline - now)
-                frame = conn.recv(max(wait, 0.0))
+                frame = conn.recv(max(wait, MIN_WAIT_S))
                 if frame is not None:
                     last_rx = self.clock()
                     got_data |= self._on_frame(conn, frame, pending, errors, retry_at)
@@ -366,10 +368,10 @@ class Capture:
         for symbol, n in Counter(t.symbol for t in acknowledged).items():
             self.stats.symbols[symbol].written += n
 
-    def _status(self, force: bool = False) -> None:
+    def _status(self) -> None:
         if self.on_status is None:
             return
         now = self.clock()
-        if force or now >= self._next_status:
+        if now >= self._next_status:
             self._next_status = now + self.config.status_interval_s
             self.on_status(self.stats)

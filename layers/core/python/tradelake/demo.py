@@ -32,7 +32,7 @@ TRADES_PER_WALL_SECOND = 700
 a stall (dead after 1.5 s of silence) does not, and must be declared as a gap."""
 
 SAMPLE_QUERY = """
-SELECT symbol, hour,
+SELECT symbol, date_trunc('hour', ts) AS hour,
        count(*)                      AS trades,
        arg_min(price, ts_ns)         AS open,
        max(price)                    AS high,
@@ -40,7 +40,7 @@ SELECT symbol, hour,
        arg_max(price, ts_ns)         AS close,
        sum(qty)                      AS volume
 FROM trades
-GROUP BY symbol, hour
+GROUP BY ALL
 ORDER BY symbol, hour
 """
 
@@ -97,12 +97,7 @@ def run_demo(
             gap_ledger=JsonlGapLedger(lake),
             connect=websocket_source.connect,
         )
-        last = {s: fills[-1].ts_ns for s, fills in tape.items() if fills}
-        stop = threading.Event()
-        threading.Thread(
-            target=_stop_when_caught_up, args=(sim, capture, last, stop, seconds * 3), daemon=True
-        ).start()
-        capture.run(stop=stop)
+        capture_until_caught_up(sim, capture, budget_s=seconds * 3)
     elapsed = time.monotonic() - started
 
     con = connect(lake)
@@ -123,24 +118,29 @@ def run_demo(
     return result
 
 
-def _stop_when_caught_up(
-    sim: Simulator,
-    capture: Capture,
-    last: dict[str, int],
-    stop: threading.Event,
-    budget_s: float,
-) -> None:
-    """Once the market is over, end the faults and stop the capture when it holds the last trade."""
-    give_up = time.monotonic() + budget_s
-    while not sim.finished and time.monotonic() < give_up:
-        time.sleep(0.05)
-    sim.calm()
-    while time.monotonic() < give_up:
-        positions = capture.positions()
-        if all(positions.get(s, -1) >= ts for s, ts in last.items()):
-            break
-        time.sleep(0.05)
-    stop.set()
+def capture_until_caught_up(sim: Simulator, capture: Capture, budget_s: float) -> None:
+    """Run ``capture`` until it holds the simulator's last trade of every symbol.
+
+    Once the market is over the faults end (``calm``), so the capture can reconnect and catch up;
+    ``budget_s`` bounds the whole run in case it never does.
+    """
+    last = sim.last_trades()
+    stop = threading.Event()
+
+    def watch() -> None:
+        give_up = time.monotonic() + budget_s
+        while not sim.finished and time.monotonic() < give_up:
+            time.sleep(0.05)
+        sim.calm()
+        while time.monotonic() < give_up:
+            positions = capture.positions()
+            if all(positions.get(s, -1) >= ts for s, ts in last.items()):
+                break
+            time.sleep(0.05)
+        stop.set()
+
+    threading.Thread(target=watch, name="tradelake-demo-watch", daemon=True).start()
+    capture.run(stop=stop)
 
 
 def _report(result: DemoResult, elapsed: float, lake: Path, out: TextIO) -> None:

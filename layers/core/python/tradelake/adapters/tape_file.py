@@ -20,7 +20,7 @@ class TapeRecorder:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.frames = 0
-        self._file = gzip.open(path, "ab", compresslevel=6)
+        self._file = gzip.open(path, "ab", compresslevel=6)  # noqa: SIM115 (lives with self)
 
     def write(self, recv_ns: int, frame: str | bytes) -> None:
         text = frame.decode("utf-8", "replace") if isinstance(frame, bytes) else frame

@@ -1,0 +1,88 @@
+"""``tradelake simulate``: serve a synthetic or recorded market on 127.0.0.1 until Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+
+from tradelake.simulator.server import Faults, Simulator, SimulatorConfig, serve
+from tradelake.simulator.tape import NS_PER_SECOND, load_tape, synthetic_tape
+
+DEFAULT_PORT = 8765
+DEFAULT_SYMBOLS = ("BTCUSD", "BTCUSDT", "sBTCUSDT")
+HISTORY_S = 3600
+"""Synthetic market before 'now', so the first subscribe already gets a full snapshot."""
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="tradelake simulate",
+        description="A Phemex-protocol exchange on 127.0.0.1 for capture tests and demos.",
+    )
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help="0 picks a free port")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument(
+        "--symbols",
+        type=_symbols,
+        default=None,
+        help=f"comma-separated (default {','.join(DEFAULT_SYMBOLS)}; with --tape: a subset)",
+    )
+    p.add_argument("--tape", help="replay a recording (tradelake capture --record) or raw JSONL")
+    p.add_argument("--compression", type=float, default=1.0, help="event seconds per wall second")
+    p.add_argument("--snapshot-size", type=int, default=200)
+    p.add_argument("--faults", action="store_true", help="inject every fault (Faults.chaos)")
+    p.add_argument("--seed", type=int, default=0, help="seeds the synthetic market and faults")
+    p.add_argument("--rate", type=float, default=3.0, help="synthetic trades per second a symbol")
+    p.add_argument("--hours", type=float, default=24.0, help="synthetic market length after now")
+    return p
+
+
+def _symbols(text: str) -> list[str]:
+    return [s for s in text.split(",") if s]
+
+
+def simulate_main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    start_ns: int | None = None
+    if args.tape:
+        tape = load_tape(args.tape)
+        if args.symbols:
+            missing = sorted(set(args.symbols) - set(tape))
+            if missing:
+                print(f"not in {args.tape}: {' '.join(missing)}", file=sys.stderr)
+                return 2
+            tape = {s: tape[s] for s in args.symbols}
+    else:
+        start_ns = time.time_ns()
+        history_ns = HISTORY_S * NS_PER_SECOND
+        duration_ns = history_ns + int(args.hours * 3600 * NS_PER_SECOND)
+        symbols = args.symbols or list(DEFAULT_SYMBOLS)
+        tape = synthetic_tape(symbols, start_ns - history_ns, duration_ns, args.seed, args.rate)
+    config = SimulatorConfig(
+        snapshot_size=args.snapshot_size,
+        compression=args.compression,
+        faults=Faults.chaos(args.seed) if args.faults else Faults(),
+        port=args.port,
+        start_ns=start_ns,
+        host=args.host,
+    )
+    stats = serve(tape, config, on_ready=_announce)
+    print(f"\nstopped: {stats}", file=sys.stderr)
+    return 0
+
+
+def _announce(sim: Simulator) -> None:
+    print(
+        f"Phemex simulator on {sim.url} serving {', '.join(sim.symbols)} "
+        f"at {sim.config.compression:g}x market time"
+        f"{' with faults' if sim.config.faults != Faults() else ''}; Ctrl-C stops.\n"
+        f"  capture it: tradelake capture --url {sim.url} --symbols {','.join(sim.symbols)}",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(simulate_main())

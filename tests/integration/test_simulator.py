@@ -1,0 +1,460 @@
+"""The simulator as a capture sees it: real websocket clients against the real server.
+
+Every trade frame is checked against the tape: a snapshot is exactly the last N published
+trades newest first, each incremental continues exactly where the previous frame ended, and a
+frame always ends on a nanosecond boundary.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import struct
+import subprocess
+import sys
+import time
+from bisect import bisect_right
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+
+import orjson
+import pytest
+import websocket
+from websocket import ABNF, create_connection
+
+from tradelake import protocol
+from tradelake.markets import Market, instrument
+from tradelake.model import SNAPSHOT, Fill, format_fixed
+from tradelake.normalise import fills
+from tradelake.simulator import Faults, Simulator, SimulatorConfig, serve, synthetic_tape
+
+pytestmark = pytest.mark.integration
+
+START = 1_700_000_000 * 10**9
+HOUR = 3600 * 10**9
+MARKETS = ("BTCUSD", "BTCUSDT", "sBTCUSDT")
+TAPE = synthetic_tape(MARKETS, START, 2 * HOUR, seed=5)
+FAST = 360.0
+"""An hour of market in ten seconds: ~1000 trades a second per symbol."""
+
+
+def simulator(faults: Faults | None = None, **overrides: Any) -> Simulator:
+    config = SimulatorConfig(compression=FAST, start_ns=START + HOUR, faults=faults or Faults())
+    return Simulator(TAPE, SimulatorConfig(**{**_fields(config), **overrides}))
+
+
+def _fields(config: SimulatorConfig) -> dict[str, Any]:
+    return {name: getattr(config, name) for name in config.__dataclass_fields__}
+
+
+class Follower:
+    """One symbol's stream, checked frame by frame against the tape."""
+
+    def __init__(self, symbol: str, tape: list[Fill], snapshot_size: int) -> None:
+        self.instrument = instrument(symbol)
+        self.tape, self.ts = tape, [f.ts_ns for f in tape]
+        self.snapshot_size = snapshot_size
+        self.next: int | None = None
+        self.snapshots = self.incrementals = 0
+
+    def on_snapshot(self, rows: list[Any]) -> None:
+        raw_ts = [r[0] for r in rows]
+        assert raw_ts == sorted(raw_ts, reverse=True), "a snapshot is newest first"
+        got = self._fills(rows[::-1])
+        end = bisect_right(self.ts, got[-1].ts_ns) if got else 0
+        assert len(got) == min(self.snapshot_size, end), "the last N published trades"
+        assert self.tape[end - len(got) : end] == got
+        self.next = end
+        self.snapshots += 1
+
+    def on_incremental(self, rows: list[Any]) -> None:
+        assert self.next is not None, "an incremental before the snapshot"
+        raw_ts = [r[0] for r in rows]
+        assert raw_ts == sorted(raw_ts), "an incremental is oldest first"
+        got = self._fills(rows)
+        assert got, "empty incrementals are not sent"
+        assert self.tape[self.next : self.next + len(got)] == got, "overlap or hole"
+        self.next += len(got)
+        assert self.next == len(self.tape) or self.ts[self.next] > got[-1].ts_ns, "split ns"
+        self.incrementals += 1
+
+    def _fills(self, rows: list[Any]) -> list[Fill]:
+        got, bad = fills(self.instrument, rows)
+        assert bad == 0
+        for row, fill in zip(rows, got, strict=True):
+            assert row == wire_row(self.instrument.market, fill), "encoding"
+        return got
+
+
+def wire_row(market: Market, f: Fill) -> list[Any]:
+    """The Phemex row for a fill, worked out from decimal strings (independent of the server)."""
+    side = {"buy": "Buy", "sell": "Sell"}[f.side]
+    price, qty = Decimal(format_fixed(f.price)), Decimal(format_fixed(f.qty))
+    if market is Market.PERPETUAL:
+        return [f.ts_ns, side, format_fixed(f.price), format_fixed(f.qty)]
+    if market is Market.SPOT:
+        return [f.ts_ns, side, int(price * 10**8), int(qty * 10**8)]
+    return [f.ts_ns, side, int(price * 10**4), int(qty)]
+
+
+class Feed:
+    """A client connection that sorts every frame: replies, checked trades, garbage, oddities."""
+
+    def __init__(self, sim: Simulator, tape: dict[str, list[Fill]] = TAPE) -> None:
+        self.sim, self.tape = sim, tape
+        self.ws = create_connection(sim.url, timeout=2)
+        self.followers: dict[str, Follower] = {}
+        self.replies: dict[int, protocol.Reply] = {}
+        self.garbage: list[str] = []
+        """Frames the capture's parser refuses."""
+        self.bad_rows: list[str] = []
+        """Trade messages in which no row is readable."""
+        self.odd: list[str] = []
+        self.trade_frames: list[dict[str, Any]] = []
+        self.arrivals: list[float] = []
+        self._id = 0
+
+    def send(self, method: str, *params: Any) -> int:
+        self._id += 1
+        self.ws.send(orjson.dumps({"id": self._id, "method": method, "params": params}).decode())
+        return self._id
+
+    def subscribe(self, symbol: str) -> int:
+        size = self.sim.config.snapshot_size
+        self.followers.setdefault(symbol, Follower(symbol, self.tape[symbol], size))
+        return self.send(instrument(symbol).subscribe_method, symbol)
+
+    def reply(self, request_id: int, timeout: float = 2.0) -> protocol.Reply:
+        deadline = time.monotonic() + timeout
+        while request_id not in self.replies:
+            assert time.monotonic() < deadline, f"no reply to request {request_id}"
+            self.pump(0.05)
+        return self.replies.pop(request_id)
+
+    def frames(self, seconds: float) -> Iterator[tuple[int, bytes]]:
+        """(opcode, payload) of every frame, control frames too, for ``seconds``."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            self.ws.settimeout(left)
+            try:
+                opcode, frame = self.ws.recv_data_frame(control_frame=True)
+            except websocket.WebSocketTimeoutException:
+                return
+            self.arrivals.append(time.monotonic())
+            yield opcode, frame.data
+            if opcode == ABNF.OPCODE_CLOSE:
+                return
+
+    def pump(self, seconds: float) -> None:
+        for opcode, data in self.frames(seconds):
+            if opcode == ABNF.OPCODE_TEXT:
+                self.dispatch(data.decode())
+
+    def dispatch(self, frame: str) -> None:
+        try:
+            msg = protocol.parse(frame)
+        except protocol.MalformedFrame:
+            self.garbage.append(frame)
+            return
+        if msg is None:
+            self.odd.append(frame)
+        elif isinstance(msg, protocol.Reply):
+            self.replies[msg.id] = msg
+        elif msg.rows and fills(instrument(msg.symbol), msg.rows)[0] == []:
+            self.bad_rows.append(frame)
+        else:
+            self.trade_frames.append(orjson.loads(frame))
+            follower = self.followers[msg.symbol]
+            if msg.kind == SNAPSHOT:
+                follower.on_snapshot(msg.rows)
+            else:
+                follower.on_incremental(msg.rows)
+
+    def close(self) -> None:
+        self.ws.close(timeout=0.2)
+
+
+def test_three_markets_snapshot_then_exact_continuation() -> None:
+    with simulator() as sim:
+        feed = Feed(sim)
+        ids = {symbol: feed.subscribe(symbol) for symbol in MARKETS}
+        for request_id in ids.values():
+            reply = feed.reply(request_id)
+            assert reply.error is None
+            assert reply.result == {"status": "success"}
+        feed.pump(1.0)
+        for symbol, follower in feed.followers.items():
+            assert follower.snapshots == 1, symbol
+            assert follower.incrementals >= 20, symbol
+            assert follower.next is not None
+            assert follower.next > HOUR // 10**9 * 2, "about an hour of 3 trades a second"
+        sequences = [m["sequence"] for m in feed.trade_frames]
+        assert sequences == sorted(set(sequences)), "sequence increases"
+        keys = {m["symbol"]: set(m) for m in feed.trade_frames}
+        assert keys["BTCUSD"] == keys["sBTCUSDT"] == {"sequence", "symbol", "trades", "type"}
+        assert keys["BTCUSDT"] == {"sequence", "symbol", "trades_p", "type"}
+        feed.close()
+
+
+def test_a_subscribe_at_the_first_trade_gets_a_short_snapshot() -> None:
+    tape = {"BTCUSDT": TAPE["BTCUSDT"]}
+    with Simulator(tape, SimulatorConfig(compression=1.0)) as sim:
+        feed = Feed(sim, tape)
+        feed.reply(feed.subscribe("BTCUSDT"))
+        feed.pump(0.1)
+        follower = feed.followers["BTCUSDT"]
+        assert follower.snapshots == 1
+        assert follower.next is not None
+        assert 1 <= follower.next < 200
+        feed.close()
+
+
+def test_the_snapshot_size_is_configurable() -> None:
+    with simulator(snapshot_size=1000) as sim:
+        feed = Feed(sim)
+        feed.reply(feed.subscribe("sBTCUSDT"))
+        feed.pump(0.1)
+        assert len(feed.trade_frames[0]["trades"]) == 1000
+        feed.close()
+
+
+def test_ping_pong_and_unsubscribe() -> None:
+    with simulator() as sim:
+        feed = Feed(sim)
+        pong = feed.reply(feed.send("server.ping"))
+        assert (pong.result, pong.error) == ("pong", None)
+        for symbol in MARKETS:
+            feed.reply(feed.subscribe(symbol))
+        feed.pump(0.2)
+        assert feed.reply(feed.send("trade.unsubscribe", "BTCUSD")).error is None
+        before = len(feed.trade_frames)
+        feed.pump(0.3)
+        later = {m["symbol"] for m in feed.trade_frames[before:]}
+        assert later == {"BTCUSDT", "sBTCUSDT"}
+        assert feed.reply(feed.send("trade_p.unsubscribe")).error is None  # [] = all of trade_p
+        before = len(feed.trade_frames)
+        feed.pump(0.3)
+        assert {m["symbol"] for m in feed.trade_frames[before:]} == {"sBTCUSDT"}
+        feed.close()
+
+
+@pytest.mark.parametrize(
+    ("method", "params"),
+    [
+        ("trade.subscribe", ["ETHUSD"]),  # not in the tape
+        ("trade.subscribe", [["BTCUSD"]]),  # the nested list of cryptofeed#828
+        ("trade.subscribe", []),
+        ("trade.subscribe", ["BTCUSDT"]),  # a perpetual needs trade_p
+        ("trade_p.subscribe", ["BTCUSD"]),
+        ("trade.unsubscribe", ["nope!"]),
+        ("orderbook.subscribe", ["BTCUSD"]),
+    ],
+)
+def test_bad_requests_get_error_6001_and_the_connection_lives(
+    method: str, params: list[Any]
+) -> None:
+    with simulator() as sim:
+        feed = Feed(sim)
+        reply = feed.reply(feed.send(method, *params))
+        assert reply.error == {"code": 6001, "message": "invalid argument"}
+        assert reply.result is None
+        assert feed.reply(feed.send("server.ping")).result == "pong"
+        assert feed.trade_frames == []
+        assert sim.stats.rejected == 1
+        feed.close()
+
+
+def test_a_request_that_is_not_json_gets_an_error_with_a_null_id() -> None:
+    with simulator() as sim:
+        feed = Feed(sim)
+        feed.ws.send("ping?")
+        ((_, data),) = list(feed.frames(0.3))
+        assert orjson.loads(data) == {
+            "error": {"code": 6001, "message": "invalid argument"},
+            "id": None,
+            "result": None,
+        }
+        feed.close()
+
+
+def test_after_the_tape_ends_the_server_keeps_answering() -> None:
+    short = {"BTCUSD": TAPE["BTCUSD"][:150]}  # may end inside a nanosecond: fine
+    with Simulator(short, SimulatorConfig(compression=10_000.0)) as sim:
+        deadline = time.monotonic() + 2
+        while not sim.finished:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert sim.event_ns() >= short["BTCUSD"][-1].ts_ns
+        assert sim.published("BTCUSD") == 150
+        feed = Feed(sim, short)
+        feed.reply(feed.subscribe("BTCUSD"))
+        feed.pump(0.2)
+        assert feed.followers["BTCUSD"].next == 150
+        assert feed.followers["BTCUSD"].incrementals == 0
+        assert feed.reply(feed.send("server.ping")).result == "pong"
+        feed.close()
+
+
+# Faults
+
+
+def test_drop_kills_the_connection_without_a_close_frame() -> None:
+    with simulator(Faults(drop_every=0.3, seed=1)) as sim:
+        for _ in range(3):  # FIN or RST, at random: see both kinds of breakage
+            feed = Feed(sim)
+            feed.subscribe("BTCUSD")
+            opcodes: list[int] = []
+            with pytest.raises((websocket.WebSocketConnectionClosedException, OSError)):
+                opcodes.extend(opcode for opcode, _ in feed.frames(5.0))
+            assert ABNF.OPCODE_CLOSE not in opcodes
+
+        assert sim.stats.drops == 3
+
+
+def test_close_sends_a_clean_close_frame_1000() -> None:
+    with simulator(Faults(close_every=0.2, seed=1)) as sim:
+        feed = Feed(sim)
+        feed.subscribe("BTCUSD")
+        closes = [data for opcode, data in feed.frames(5.0) if opcode == ABNF.OPCODE_CLOSE]
+        assert struct.unpack("!H", closes[0][:2]) == (1000,)
+        assert sim.stats.closes == 1
+
+
+def test_stall_goes_silent_then_resumes_without_a_hole() -> None:
+    with simulator(Faults(stall_every=0.3, stall_seconds=1.0, seed=2)) as sim:
+        feed = Feed(sim)
+        feed.reply(feed.subscribe("BTCUSDT"))
+        pings = []
+        deadline = time.monotonic() + 2.5
+        while time.monotonic() < deadline:
+            pings.append(feed.send("server.ping"))
+            feed.ws.ping(b"are you there")
+            feed.pump(0.05)
+        assert sim.stats.stalls >= 1
+        silences = [b - a for a, b in zip(feed.arrivals, feed.arrivals[1:], strict=False)]
+        assert max(silences) >= 0.9, "nothing at all, not even pongs, during a stall"
+        assert feed.arrivals[-1] - feed.arrivals[0] > 2.0, "and then it resumed by itself"
+        sim.calm()
+        feed.pump(0.5)  # the pongs of a stall arrive late, trades continue without a hole
+        assert all(feed.replies[i].result == "pong" for i in pings)
+        assert feed.followers["BTCUSDT"].incrementals > 20
+        feed.close()
+
+
+def test_a_client_that_gives_up_on_a_stall_can_reconnect() -> None:
+    with simulator(Faults(stall_every=0.01, stall_seconds=30.0, seed=3)) as sim:
+        stalled = Feed(sim)
+        stalled.subscribe("BTCUSD")
+        stalled.pump(0.2)  # the subscribe may still be answered before the first tick
+        assert list(stalled.frames(0.5)) == []
+        stalled.close()
+        sim.calm()
+        feed = Feed(sim)
+        feed.reply(feed.subscribe("BTCUSD"))
+        feed.pump(0.2)
+        assert feed.followers["BTCUSD"].snapshots == 1
+        assert feed.followers["BTCUSD"].incrementals > 3
+        feed.close()
+
+
+def test_malformed_frames_come_in_addition_to_intact_trade_frames() -> None:
+    with simulator(Faults(malformed_rate=0.5, seed=4)) as sim:
+        feed = Feed(sim)
+        for symbol in MARKETS:
+            feed.reply(feed.subscribe(symbol))
+        feed.pump(1.0)
+        feed.close()
+        injected = len(feed.garbage) + len(feed.bad_rows)
+        assert 15 < injected <= sim.stats.malformed
+        assert any(not g.endswith("}") for g in feed.garbage), "truncated or not JSON"
+        assert feed.bad_rows
+        for symbol, follower in feed.followers.items():
+            assert follower.incrementals > 20, symbol
+
+
+def test_injected_subscribe_errors_and_a_retry() -> None:
+    with simulator(Faults(error_rate=1.0)) as sim:
+        feed = Feed(sim)
+        reply = feed.reply(feed.subscribe("BTCUSD"))
+        assert reply.error == {"code": 6001, "message": "invalid argument"}
+        feed.pump(0.1)
+        assert feed.trade_frames == []
+        assert sim.stats.errors == 1
+        feed.close()
+    with simulator(Faults(error_rate=0.5, seed=6)) as sim:
+        feed = Feed(sim)
+        attempts = 1
+        while feed.reply(feed.subscribe("BTCUSD")).error is not None:
+            attempts += 1
+        assert sim.stats.errors == attempts - 1 > 0
+        feed.pump(0.2)
+        assert feed.followers["BTCUSD"].snapshots == 1
+        assert feed.followers["BTCUSD"].incrementals > 3
+        feed.close()
+
+
+def test_unknown_keys_and_unknown_messages() -> None:
+    with simulator(Faults(unknown_keys=True, seed=1)) as sim:
+        feed = Feed(sim)
+        feed.reply(feed.subscribe("BTCUSDT"))
+        feed.pump(1.5)
+        feed.close()
+        assert all({"dts", "mts"} <= set(m) for m in feed.trade_frames)
+        assert feed.odd
+        assert len(feed.odd) <= sim.stats.unknown
+        assert feed.followers["BTCUSDT"].incrementals > 30
+
+
+def test_calm_and_until_event_ns_stop_the_faults() -> None:
+    with simulator(Faults(drop_every=0.01, close_every=0.01, seed=1)) as sim:
+        sim.calm()
+        feed = Feed(sim)
+        feed.reply(feed.subscribe("BTCUSD"))
+        feed.pump(0.5)
+        assert feed.followers["BTCUSD"].incrementals > 10
+        feed.close()
+        assert (sim.stats.drops, sim.stats.closes) == (0, 0)
+    with simulator(Faults(error_rate=1.0, until_event_ns=START + HOUR)) as sim:
+        feed = Feed(sim)
+        assert feed.reply(feed.subscribe("BTCUSD")).error is None
+        feed.close()
+        assert sim.stats.errors == 0
+
+
+def test_serve_runs_until_ctrl_c() -> None:
+    seen: list[str] = []
+
+    def client(sim: Simulator) -> None:
+        feed = Feed(sim)
+        seen.append(str(feed.reply(feed.send("server.ping")).result))
+        feed.close()
+        raise KeyboardInterrupt
+
+    stats = serve(TAPE, SimulatorConfig(start_ns=START + HOUR), on_ready=client)
+    assert seen == ["pong"]
+    assert stats.connections == 1
+
+
+def test_simulate_command_serves_until_interrupted() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tradelake.simulator.cli", "--port", "0", "--hours", "0.01"],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert proc.stderr is not None
+        banner = proc.stderr.readline()
+        url = banner.split(" on ", 1)[1].split()[0]
+        ws = create_connection(url, timeout=3)
+        ws.send('{"id":7,"method":"trade.subscribe","params":["sBTCUSDT"]}')
+        assert orjson.loads(ws.recv()) == {"error": None, "id": 7, "result": {"status": "success"}}
+        snapshot = orjson.loads(ws.recv())
+        assert (snapshot["type"], len(snapshot["trades"])) == ("snapshot", 200)
+        ws.close()
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        proc.kill()
+        proc.wait()
