@@ -192,3 +192,22 @@ def test_cursor_advances_per_symbol_to_the_newest_nanosecond_only() -> None:
 def test_a_malformed_cursor_is_refused_with_a_reason(data: dict[str, object]) -> None:
     with pytest.raises(ValueError, match=r"cursor|version"):
         Cursor.from_json(data)
+
+
+def test_merge_takes_the_newer_position_of_each_symbol() -> None:
+    old, new = Cursor(), Cursor()
+    a, b = Reconciler("A"), Reconciler("B")
+    first, _ = a.incremental([fill(1), fill(2)], 0, 0)
+    old.advance(first)
+    later, _ = a.incremental([fill(2), fill(3)], 0, 0)
+    new.advance(first + later)
+    only_b, _ = b.incremental([fill(9)], 0, 0)
+    old.advance(only_b)
+    merged = old.merge(new)
+    assert merged.symbols["A"].ts_ns == 3
+    assert merged.symbols["B"].ts_ns == 9
+    assert new.merge(old) == merged
+    same_ns, _ = Reconciler("A").incremental([fill(3), fill(3)], 0, 0)
+    wider = Cursor()
+    wider.advance(same_ns)
+    assert merged.merge(wider).symbols["A"].counts == {("buy", 10, 1): 2}

@@ -105,6 +105,23 @@ class Cursor:
                 raise ValueError(f"cursor for {symbol} is malformed: {exc}") from exc
         return cls(symbols)
 
+    def merge(self, other: Cursor) -> Cursor:
+        """The newer position of each symbol from either cursor.
+
+        The ingest Lambda gets a cursor in its Step Functions payload and finds one checkpointed
+        in S3; after a timeout the checkpoint is ahead of the payload, and starting from the
+        older one would write duplicates.
+        """
+        merged = self.copy()
+        for symbol, theirs in other.symbols.items():
+            mine = merged.symbols.get(symbol)
+            if mine is None or theirs.ts_ns > mine.ts_ns:
+                merged.symbols[symbol] = SymbolCursor(theirs.ts_ns, dict(theirs.counts))
+            elif theirs.ts_ns == mine.ts_ns:
+                for key, n in theirs.counts.items():
+                    mine.counts[key] = max(n, mine.counts.get(key, 0))
+        return merged
+
     def copy(self) -> Cursor:
         return Cursor({s: SymbolCursor(c.ts_ns, dict(c.counts)) for s, c in self.symbols.items()})
 

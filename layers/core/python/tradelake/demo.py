@@ -154,7 +154,7 @@ def _report(result: DemoResult, elapsed: float, lake: Path, out: TextIO) -> None
     print(
         f"capture:   {elapsed:.1f} s, {cap.reconnects} reconnects ({cap.dead_connections} "
         f"detected dead by silence), {cap.malformed_frames} malformed frames skipped, "
-        f"{cap.subscribe_errors} error replies retried, {cap.flushes} files flushes",
+        f"{cap.subscribe_errors} error replies retried, {cap.flushes} flushes",
         file=out,
     )
     print(f"\nlake {lake}/ against the simulator's ground truth:", file=out)

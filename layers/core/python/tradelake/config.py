@@ -1,0 +1,103 @@
+"""Lambda configuration: one typed object per function, parsed once from the environment.
+
+Handlers build their config at cold start and pass it down; nothing below a handler reads
+``os.environ``. A missing or malformed variable fails the cold start with its name, which is
+where a deploy mistake should surface.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from tradelake.markets import market_of
+
+
+class ConfigError(ValueError):
+    """An environment variable is missing or malformed."""
+
+
+def _get(env: Mapping[str, str], name: str, default: str | None = None) -> str:
+    value = env.get(name, default)
+    if value is None or value == "":
+        raise ConfigError(f"environment variable {name} is not set")
+    return value
+
+
+def _symbols(env: Mapping[str, str]) -> tuple[str, ...]:
+    symbols = tuple(s.strip() for s in _get(env, "TRADELAKE_SYMBOLS").split(",") if s.strip())
+    for symbol in symbols:
+        try:
+            market_of(symbol)
+        except ValueError as exc:
+            raise ConfigError(f"TRADELAKE_SYMBOLS: {exc}") from None
+    if not 0 < len(symbols) <= 20:
+        raise ConfigError("TRADELAKE_SYMBOLS: list 1 to 20 symbols (one connection)")
+    return symbols
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    try:
+        return float(_get(env, name, str(default)))
+    except ValueError:
+        raise ConfigError(f"environment variable {name} is not a number") from None
+
+
+@dataclass(frozen=True, slots=True)
+class IngestConfig:
+    symbols: tuple[str, ...]
+    phemex_url: str
+    delivery_stream: str
+    data_bucket: str
+    cursor_key: str
+    switch_parameter: str
+    """SSM parameter whose value ``on``/``off`` lets an operator switch ingestion."""
+    safety_margin_s: float
+    """Stop capturing this long before the Lambda deadline: flush, checkpoint, return."""
+    metrics_interval_s: float
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> IngestConfig:
+        return cls(
+            symbols=_symbols(env),
+            phemex_url=_get(env, "PHEMEX_URL", "wss://ws.phemex.com"),
+            delivery_stream=_get(env, "DELIVERY_STREAM"),
+            data_bucket=_get(env, "DATA_BUCKET"),
+            cursor_key=_get(env, "CURSOR_KEY", "_state/cursor.json"),
+            switch_parameter=_get(env, "INGEST_SWITCH_PARAMETER"),
+            safety_margin_s=_float(env, "SAFETY_MARGIN_S", 45.0),
+            metrics_interval_s=_float(env, "METRICS_INTERVAL_S", 60.0),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionsConfig:
+    glue_database: str
+    trades_table: str
+    gaps_table: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> PartitionsConfig:
+        return cls(
+            glue_database=_get(env, "GLUE_DATABASE"),
+            trades_table=_get(env, "TRADES_TABLE", "trades"),
+            gaps_table=_get(env, "GAPS_TABLE", "gaps"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SupervisorConfig:
+    state_machine_arn: str
+    data_bucket: str
+    cursor_key: str
+    switch_parameter: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> SupervisorConfig:
+        return cls(
+            state_machine_arn=_get(env, "STATE_MACHINE_ARN"),
+            data_bucket=_get(env, "DATA_BUCKET"),
+            cursor_key=_get(env, "CURSOR_KEY", "_state/cursor.json"),
+            switch_parameter=_get(env, "INGEST_SWITCH_PARAMETER"),
+        )
