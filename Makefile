@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format clean
+.PHONY: demo test lint format clean layer package node_modules
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)  ## the whole pipeline locally, offline: simulator -> capture -> lake -> DuckDB
 	$(BIN)/tradelake demo
 
-test: $(STAMP)  ## unit and integration tests
+test: $(STAMP) package  ## unit, integration and infra tests (packages the stack first)
 	$(BIN)/pytest
 
 lint: $(STAMP)  ## ruff check, ruff format --check, mypy
@@ -29,3 +29,37 @@ format: $(STAMP)
 
 clean:
 	rm -rf $(VENV) lake .pytest_cache .mypy_cache .ruff_cache
+
+# --- AWS packaging (DEVELOPERS.md): Node CLI, the arm64 deps layer, offline `serverless package`.
+NPM_STAMP := node_modules/.tradelake-installed
+LAYER_DIR := layers/deps/python
+LAYER_STAMP := $(LAYER_DIR)/.installed
+TEMPLATE := .serverless/cloudformation-template-update-stack.json
+# Offline packaging: the local plugin (.serverless_plugins/offline-package.js) skips the layer
+# step's CloudFormation look-up and fails any other AWS call; no telemetry, no update checks.
+SLS_ENV := SLS_OFFLINE_PACKAGE=1 SLS_TELEMETRY_DISABLED=1 SLS_TRACKING_DISABLED=1 \
+	SLS_NOTIFICATIONS_MODE=off
+PACKAGE_ARGS := --stage ci --region eu-west-1 --param="alarmEmail=alarms@example.com"
+
+$(NPM_STAMP): package.json package-lock.json .npmrc
+	npm ci --no-audit --no-fund
+	touch $@
+
+node_modules: $(NPM_STAMP)  ## the pinned Serverless CLI (osls) and plugins, from the lock file
+
+# Runtime dependencies for python3.12 on arm64 (Graviton), never the host's wheels; then the
+# check that every compiled file is aarch64 and cp312/abi3.
+$(LAYER_STAMP): layers/deps/requirements.txt scripts/check_layer.py | $(STAMP)
+	rm -rf $(LAYER_DIR)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
+		--platform manylinux2014_aarch64 --implementation cp --python-version 3.12 \
+		--only-binary=:all: --no-deps --no-compile \
+		--target $(LAYER_DIR) -r layers/deps/requirements.txt
+	$(BIN)/python scripts/check_layer.py $(LAYER_DIR)
+	touch $@
+
+layer: $(LAYER_STAMP)  ## build layers/deps/python for python3.12 / arm64 and check it
+
+package: $(NPM_STAMP) $(LAYER_STAMP) $(STAMP)  ## serverless package, offline, then cfn-lint
+	$(SLS_ENV) node_modules/.bin/osls package $(PACKAGE_ARGS)
+	$(BIN)/cfn-lint $(TEMPLATE)

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["packaged"]  # the packaged template, for tests/infra and the workflow test
+
 FIXTURES = Path(__file__).parent / "fixtures" / "phemex"
 
 

@@ -100,30 +100,44 @@ class JsonlGapLedger:
         self.directory = lake / GAPS_DIR
 
     def record(self, gaps: Sequence[Gap]) -> None:
-        if not gaps:
-            return
-        lines = (
-            json.dumps({c.name: getattr(gap, c.name) for c in GAP_COLUMNS}) + "\n" for gap in gaps
-        )
-        first = min(gap.detected_ns for gap in gaps)
-        name = f"{first:019d}-{uuid4().hex}.jsonl"
-        write_atomically(self.directory / name, "".join(lines).encode())
+        if gaps:
+            write_atomically(self.directory / gap_file_name(gaps), gap_lines(gaps))
+
+
+def gap_file_name(gaps: Sequence[Gap]) -> str:
+    """``<earliest detected_ns, 19 digits>-<uuid4 hex>.jsonl``: listing order is detection order."""
+    first = min(gap.detected_ns for gap in gaps)
+    return f"{first:019d}-{uuid4().hex}.jsonl"
+
+
+def gap_lines(gaps: Sequence[Gap]) -> bytes:
+    """Gaps as JSON Lines with the ``GAP_COLUMNS`` (the local files and the S3 objects alike)."""
+    return "".join(
+        json.dumps({c.name: getattr(gap, c.name) for c in GAP_COLUMNS}) + "\n" for gap in gaps
+    ).encode()
 
 
 def read_gaps(lake: Path) -> list[Gap]:
     """Every gap recorded in the lake, in detection order; raises ValueError at a bad line."""
     gaps: list[Gap] = []
     for path in sorted((lake / GAPS_DIR).glob("*.jsonl")):
-        for number, line in enumerate(path.read_text().splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                values = [row[c.name] for c in GAP_COLUMNS]
-            except (ValueError, TypeError, KeyError) as exc:
-                raise ValueError(f"{path}:{number}: not a gap record ({exc!r})") from exc
-            for column, value in zip(GAP_COLUMNS, values, strict=True):
-                if type(value) is not _GAP_TYPES[column.type]:
-                    raise ValueError(f"{path}:{number}: {column.name} is not a {column.type}")
-            gaps.append(Gap(**{c.name: v for c, v in zip(GAP_COLUMNS, values, strict=True)}))
+        gaps += parse_gap_lines(path.read_text(), str(path))
+    return gaps
+
+
+def parse_gap_lines(text: str, where: str) -> list[Gap]:
+    """The gaps of one JSON Lines file or object; ``where`` names it in a ValueError."""
+    gaps: list[Gap] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            values = [row[c.name] for c in GAP_COLUMNS]
+        except (ValueError, TypeError, KeyError) as exc:
+            raise ValueError(f"{where}:{number}: not a gap record ({exc!r})") from exc
+        for column, value in zip(GAP_COLUMNS, values, strict=True):
+            if type(value) is not _GAP_TYPES[column.type]:
+                raise ValueError(f"{where}:{number}: {column.name} is not a {column.type}")
+        gaps.append(Gap(**{c.name: v for c, v in zip(GAP_COLUMNS, values, strict=True)}))
     return gaps

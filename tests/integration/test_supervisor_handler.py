@@ -1,0 +1,424 @@
+"""The supervisor Lambda against moto's Step Functions, SSM and S3.
+
+moto runs the state machines for real (``execute_state_machine``): a Pass machine's executions
+succeed at once, a Wait machine's stay RUNNING for the test's lifetime — the two situations the
+supervisor tells apart.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from tradelake.cursor import Cursor, SymbolCursor
+from tradelake.model import parse_fixed
+
+ROOT = Path(__file__).resolve().parents[2]
+REGION = "eu-west-1"
+BUCKET = "tradelake-test-lake"
+CURSOR_KEY = "_state/cursor.json"
+SWITCH = "/tradelake/test/ingest"
+STATE_MACHINE_ARN = f"arn:aws:states:{REGION}:123456789012:stateMachine:tradelake-test-ingest"
+ROLE = "arn:aws:iam::123456789012:role/tradelake-test-workflow"
+MACHINES = {
+    "pass": {"StartAt": "Ingest", "States": {"Ingest": {"Type": "Pass", "End": True}}},
+    "wait": {
+        "StartAt": "Ingest",
+        "States": {"Ingest": {"Type": "Wait", "Seconds": 3600, "End": True}},
+    },
+}
+
+SCHEDULE = {
+    "version": "0",
+    "detail-type": "Scheduled Event",
+    "source": "aws.events",
+    "resources": ["arn:aws:events:eu-west-1:123456789012:rule/tradelake-test-supervisor"],
+    "detail": {},
+}
+
+
+def status_change(name: str, status: str) -> dict[str, Any]:
+    return {
+        "version": "0",
+        "detail-type": "Step Functions Execution Status Change",
+        "source": "aws.states",
+        "detail": {"name": name, "status": status, "executionArn": f"arn:…:{name}"},
+    }
+
+
+class Context:
+    function_name = "supervisor"
+    memory_limit_in_mb = 256
+    invoked_function_arn = f"arn:aws:lambda:{REGION}:123456789012:function:supervisor"
+    aws_request_id = "test-request"
+
+
+class Wrapped:
+    """A boto3 client whose methods can be wrapped one by one; everything else passes through."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.around: dict[str, Callable[..., Any]] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.client, name)
+        wrapper = self.around.get(name)
+        if wrapper is None:
+            return method
+        return lambda **kwargs: wrapper(method, **kwargs)
+
+
+def load_handler(name: str) -> ModuleType:
+    """Import functions/<name>/handler.py afresh: a cold start."""
+    spec = importlib.util.spec_from_file_location(
+        f"{name}_handler_under_test", ROOT / "functions" / name / "handler.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class World:
+    """moto's Step Functions, SSM and S3 with one state machine, the switch and the bucket."""
+
+    def __init__(self, machine: str) -> None:
+        self.sfn = Wrapped(boto3.client("stepfunctions", region_name=REGION))
+        self.ssm = boto3.client("ssm", region_name=REGION)
+        self.s3 = boto3.client("s3", region_name=REGION)
+        self.arn = self.sfn.client.create_state_machine(
+            name="tradelake-test-ingest", definition=json.dumps(MACHINES[machine]), roleArn=ROLE
+        )["stateMachineArn"]
+        self.s3.create_bucket(
+            Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION}
+        )
+        self.switch("on")
+
+    def switch(self, value: str) -> None:
+        self.ssm.put_parameter(Name=SWITCH, Value=value, Type="String", Overwrite=True)
+
+    def checkpoint(self, cursor: Cursor | bytes) -> None:
+        body = cursor if isinstance(cursor, bytes) else json.dumps(cursor.to_json()).encode()
+        self.s3.put_object(Bucket=BUCKET, Key=CURSOR_KEY, Body=body)
+
+    def start(self, name: str, payload: Any = None) -> None:
+        self.sfn.client.start_execution(
+            stateMachineArn=self.arn, name=name, input=json.dumps(payload or {})
+        )
+
+    def stop(self, name: str) -> None:
+        """Abort an execution and wait until it says so (moto's interpreter stops it later)."""
+        arn = self.arn.replace(":stateMachine:", ":execution:") + f":{name}"
+        self.sfn.client.stop_execution(executionArn=arn)
+        for _ in range(200):
+            if self.sfn.client.describe_execution(executionArn=arn)["status"] != "RUNNING":
+                return
+            time.sleep(0.01)
+        raise AssertionError(f"{name} did not stop")
+
+    def executions(self) -> dict[str, str]:
+        """name → status, settled: waits until no Pass execution is still on its way."""
+        for _ in range(100):
+            listed = self.sfn.client.list_executions(stateMachineArn=self.arn)["executions"]
+            found = {e["name"]: e["status"] for e in listed}
+            if "RUNNING" not in found.values() or self.machine_waits():
+                return found
+            time.sleep(0.02)
+        raise AssertionError(f"executions did not settle: {found}")
+
+    def machine_waits(self) -> bool:
+        definition = self.sfn.client.describe_state_machine(stateMachineArn=self.arn)["definition"]
+        return json.loads(definition)["States"]["Ingest"]["Type"] == "Wait"
+
+    def input_of(self, name: str) -> Any:
+        arn = self.arn.replace(":stateMachine:", ":execution:") + f":{name}"
+        return json.loads(self.sfn.client.describe_execution(executionArn=arn)["input"])
+
+    def call(self, supervisor: ModuleType, event: Any = SCHEDULE) -> dict[str, Any]:
+        result: dict[str, Any] = supervisor.handler(
+            event, Context(), sfn=self.sfn, ssm=self.ssm, s3=self.s3
+        )
+        return result
+
+
+@pytest.fixture
+def moto_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_REGION": REGION,
+        "STATE_MACHINE_ARN": STATE_MACHINE_ARN,
+        "DATA_BUCKET": BUCKET,
+        "CURSOR_KEY": CURSOR_KEY,
+        "INGEST_SWITCH_PARAMETER": SWITCH,
+        "POWERTOOLS_METRICS_NAMESPACE": "tradelake",
+        "POWERTOOLS_TRACE_DISABLED": "1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
+        yield
+
+
+@pytest.fixture
+def supervisor(moto_env: None) -> ModuleType:
+    return load_handler("supervisor")
+
+
+@pytest.fixture
+def running_world(moto_env: None) -> World:
+    """Executions stay RUNNING (a Wait state), as ingest executions do for days."""
+    return World("wait")
+
+
+@pytest.fixture
+def finishing_world(moto_env: None) -> World:
+    """Executions succeed at once (a Pass state)."""
+    return World("pass")
+
+
+def cursor(ts_ns: int = 1_795_737_605_554_137_578) -> Cursor:
+    return Cursor(
+        {"BTCUSD": SymbolCursor(ts_ns, {("buy", parse_fixed("87000.5"), parse_fixed("30")): 2})}
+    )
+
+
+def emitted(out: str) -> dict[str, float]:
+    values: dict[str, float] = {}
+    for line in out.splitlines():
+        if '"_aws"' in line:
+            doc = json.loads(line)
+            for d in doc["_aws"]["CloudWatchMetrics"][0]["Metrics"]:
+                value = doc[d["Name"]]
+                values[d["Name"]] = sum(value) if isinstance(value, list) else value
+    return values
+
+
+def test_none_running_starts_ingest_1(
+    supervisor: ModuleType, running_world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert running_world.call(supervisor) == {
+        "action": "start",
+        "name": "ingest-1",
+        "generation": 1,
+    }
+    assert running_world.executions() == {"ingest-1": "RUNNING"}
+    assert running_world.input_of("ingest-1") == {"cursor": None, "generation": 1, "loop": 0}
+    assert emitted(capsys.readouterr().out) == {"IngestStarted": 1.0}
+
+
+def test_one_running_does_nothing(
+    supervisor: ModuleType, running_world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    running_world.start("ingest-7")
+    assert running_world.call(supervisor) == {
+        "action": "nothing",
+        "reason": "already_running",
+        "detail": "ingest-7 is running",
+    }
+    assert running_world.executions() == {"ingest-7": "RUNNING"}
+    assert emitted(capsys.readouterr().out) == {"IngestAlreadyRunning": 1.0}
+
+
+def test_switched_off_does_nothing(
+    supervisor: ModuleType, running_world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    running_world.switch("off")
+    assert running_world.call(supervisor)["reason"] == "switched_off"
+    assert running_world.executions() == {}
+    assert emitted(capsys.readouterr().out) == {"IngestSwitchedOff": 1.0}
+    running_world.switch("on")
+    assert running_world.call(supervisor)["name"] == "ingest-1"
+
+
+def test_after_ingest_41_finished_it_starts_ingest_42_with_the_checkpoint(
+    supervisor: ModuleType, finishing_world: World
+) -> None:
+    for generation in (39, 40, 41):
+        finishing_world.start(f"ingest-{generation}")
+    finishing_world.start("hand-started-test")
+    assert set(finishing_world.executions().values()) == {"SUCCEEDED"}
+    finishing_world.checkpoint(cursor())
+
+    event = status_change("ingest-41", "FAILED")
+    assert finishing_world.call(supervisor, event)["name"] == "ingest-42"
+
+    assert finishing_world.input_of("ingest-42") == {
+        "cursor": cursor().to_json(),
+        "generation": 42,
+        "loop": 0,
+    }
+    assert Cursor.from_json(finishing_world.input_of("ingest-42")["cursor"]) == cursor()
+
+
+def race(
+    world: World, supervisor: ModuleType, *, after_read: Callable[[], None] | None = None
+) -> list[dict[str, Any]]:
+    """Two handler calls that both decide before either starts an execution.
+
+    A barrier holds each StartExecution until both invocations have looked at the world; then
+    the second waits until the first invocation has returned, so the two never emit metrics at
+    the same time (one process holds one Powertools metric set, unlike two Lambdas).
+    """
+    barrier = threading.Barrier(2, timeout=10)
+    first_done = threading.Event()
+    order: list[int] = []
+    lock = threading.Lock()
+
+    def start_execution(method: Callable[..., Any], **kwargs: Any) -> Any:
+        barrier.wait()
+        with lock:
+            order.append(len(order))
+            mine = order[-1]
+        if mine == 1:
+            first_done.wait(10)
+        return method(**kwargs)
+
+    world.sfn.around["start_execution"] = start_execution
+    results: list[dict[str, Any]] = []
+    errors: list[BaseException] = []
+
+    def trigger(event: Any) -> None:
+        try:
+            results.append(world.call(supervisor, event))
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            first_done.set()
+
+    threads = [
+        threading.Thread(target=trigger, args=(SCHEDULE,)),
+        threading.Thread(target=trigger, args=(status_change("ingest-3", "TIMED_OUT"),)),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert errors == []
+    return results
+
+
+def test_two_simultaneous_triggers_start_one_execution(
+    supervisor: ModuleType, running_world: World
+) -> None:
+    """Same name, same input: Step Functions answers the second with the first execution."""
+    running_world.start("ingest-3")
+    running_world.stop("ingest-3")
+    running_world.checkpoint(cursor())
+
+    results = race(running_world, supervisor)
+
+    assert running_world.executions() == {"ingest-3": "ABORTED", "ingest-4": "RUNNING"}
+    assert len(results) == 2
+    assert {r.get("name") for r in results} == {"ingest-4"}
+
+
+def test_two_triggers_reading_different_checkpoints_start_one_execution(
+    supervisor: ModuleType, running_world: World
+) -> None:
+    """Different inputs: the second gets ExecutionAlreadyExists, sees it running, succeeds."""
+    running_world.checkpoint(cursor())
+    reads = [0]
+    lock = threading.Lock()
+
+    def get_object(method: Callable[..., Any], **kwargs: Any) -> Any:
+        """Each read sees a newer checkpoint than the one before (the ingest keeps writing)."""
+        with lock:
+            response = method(**kwargs)
+            reads[0] += 1
+            running_world.checkpoint(cursor(ts_ns=cursor().symbols["BTCUSD"].ts_ns + reads[0]))
+            return response
+
+    s3 = Wrapped(running_world.s3)
+    s3.around["get_object"] = get_object
+    running_world.s3 = s3
+
+    results = race(running_world, supervisor)
+
+    assert running_world.executions() == {"ingest-1": "RUNNING"}
+    assert sorted(r["action"] for r in results) == ["nothing", "start"]
+    assert [r["detail"] for r in results if r["action"] == "nothing"] == [
+        "ingest-1 was started concurrently"
+    ]
+
+
+def hide(world: World, *names: str) -> None:
+    """Make ListExecutions stale: it does not show ``names`` yet."""
+
+    def list_executions(method: Callable[..., Any], **kwargs: Any) -> Any:
+        response = method(**kwargs)
+        response["executions"] = [e for e in response["executions"] if e["name"] not in names]
+        return response
+
+    world.sfn.around["list_executions"] = list_executions
+
+
+def test_a_stale_listing_does_not_start_a_second_execution(
+    supervisor: ModuleType, running_world: World
+) -> None:
+    running_world.start("ingest-1", {"cursor": None, "generation": 1, "loop": 7})
+    hide(running_world, "ingest-1")
+    assert running_world.call(supervisor) == {
+        "action": "nothing",
+        "reason": "already_running",
+        "detail": "ingest-1 was started concurrently",
+    }
+    assert running_world.executions() == {"ingest-1": "RUNNING"}
+
+
+def test_a_name_used_up_by_a_finished_execution_moves_on(
+    supervisor: ModuleType, finishing_world: World
+) -> None:
+    finishing_world.start("ingest-5")
+    finishing_world.executions()
+    hide(finishing_world, "ingest-5")
+    finishing_world.start("ingest-4")
+    finishing_world.executions()
+    assert finishing_world.call(supervisor)["name"] == "ingest-6"
+    assert set(finishing_world.executions()) == {"ingest-4", "ingest-5", "ingest-6"}
+
+
+@pytest.mark.filterwarnings("ignore:No application metrics to publish")
+def test_a_malformed_checkpoint_fails_and_starts_nothing(
+    supervisor: ModuleType, running_world: World
+) -> None:
+    running_world.checkpoint(b'{"version": 1, "symbols": {"BTCUSD": {"ts_ns": "x"}}}')
+    with pytest.raises(ValueError, match=r"s3://tradelake-test-lake/_state/cursor.json is corrupt"):
+        running_world.call(supervisor)
+    running_world.checkpoint(b"[]")
+    with pytest.raises(ValueError, match="expected a JSON object"):
+        running_world.call(supervisor)
+    assert running_world.executions() == {}
+
+
+@pytest.mark.filterwarnings("ignore:No application metrics to publish")
+def test_the_switch_must_exist_and_say_on_or_off(
+    supervisor: ModuleType, running_world: World
+) -> None:
+    running_world.switch("maybe")
+    with pytest.raises(ValueError, match="'on' or 'off'"):
+        running_world.call(supervisor)
+    running_world.ssm.delete_parameter(Name=SWITCH)
+    with pytest.raises(LookupError, match=f"{SWITCH} does not exist"):
+        running_world.call(supervisor)
+    assert running_world.executions() == {}
+
+
+def test_the_default_clients_are_made_at_cold_start(supervisor: ModuleType) -> None:
+    assert {name: c.meta.service_model.service_name for name, c in supervisor.clients.items()} == {
+        "sfn": "stepfunctions",
+        "ssm": "ssm",
+        "s3": "s3",
+    }
