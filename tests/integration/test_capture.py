@@ -25,12 +25,14 @@ pytestmark = pytest.mark.integration
 SYMBOLS = ("BTCUSD", "BTCUSDT", "sBTCUSDT")
 START_NS = 1_795_737_600_000_000_000  # 2026-11-27T00:00Z
 HOUR_NS = 3_600_000_000_000
-# Fast liveness so that stalls and dead sockets are noticed within a second or two.
+# Fast liveness so that stalls and dead sockets are noticed within a second or two; refusals
+# are injected at 30 %, so a symbol is given up only after 12 in a row (odds: 5e-7).
 FAST = {
     "ping_interval_s": 0.3,
     "dead_after_s": 1.0,
     "backoff_initial_s": 0.03,
     "backoff_max_s": 0.3,
+    "max_subscribe_errors": 12,
 }
 
 
@@ -62,9 +64,9 @@ def verify(tape: Tape, lake: Path) -> list[SymbolCheck]:
 def test_every_fault_at_once_loses_nothing_outside_declared_gaps(tmp_path: Path) -> None:
     tape = synthetic_tape(SYMBOLS, START_NS, HOUR_NS, seed=11, rate=2.0)  # ~7,200 a symbol
     faults = Faults(
-        drop_every=1.0,
-        close_every=1.5,
-        stall_every=3.0,
+        drop_every=1.5,
+        close_every=2.5,
+        stall_every=1.0,  # per connection: about half of them stall before they drop or close
         stall_seconds=1.5,
         malformed_rate=0.05,
         error_rate=0.3,

@@ -19,7 +19,8 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from tradelake.adapters.glue_catalog import Backoff, GlueCatalog
+from tradelake.adapters.glue_catalog import GlueCatalog
+from tradelake.backoff import Backoff
 from tradelake.catalog import Partition, PartitionsNotRegisteredError
 from tradelake.schema import PARTITION_KEYS, TRADE_COLUMNS
 

@@ -19,7 +19,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from moto import mock_aws
 
-from tradelake.adapters.firehose_sink import FirehoseDeliveryError, FirehoseSink, error_code
+from tradelake.adapters.aws_errors import error_code
+from tradelake.adapters.firehose_sink import FirehoseDeliveryError, FirehoseSink
+from tradelake.backoff import Backoff
 from tradelake.cursor import Cursor
 from tradelake.model import Trade
 from tradelake.pack import unpack
@@ -163,7 +165,7 @@ def test_only_the_refused_entries_are_sent_again() -> None:
 def test_a_throttled_call_is_retried_with_growing_capped_jittered_backoff() -> None:
     fake = FakeFirehose(throttle=lambda call: call < 6)
     sleeps = Sleeps()
-    s = sink(fake, sleeps, max_attempts=8, backoff_initial_s=0.1, backoff_max_s=1.0)
+    s = sink(fake, sleeps, backoff=Backoff(attempts=8, base_s=0.1, cap_s=1.0))
     batch = trades(10)
     s.add(batch)
     assert s.flush() == batch
@@ -178,7 +180,7 @@ def test_a_record_refused_behind_acked_ones_keeps_its_trades_and_later_ones_buff
     # the second of three records fails every time in the first flush, then Firehose recovers
     healthy = False
     fake = FakeFirehose(refuse=lambda call, i: not healthy and ((call == 0 and i == 1) or call > 0))
-    s = sink(fake, max_attempts=3)
+    s = sink(fake, backoff=Backoff(attempts=3))
     batch = trades(1_200)
     s.add(batch)
     first = s.flush()
@@ -197,7 +199,7 @@ def test_a_record_refused_behind_acked_ones_keeps_its_trades_and_later_ones_buff
 def test_when_the_oldest_record_keeps_failing_flush_raises_and_the_cursor_stays_put() -> None:
     fake = FakeFirehose(refuse=lambda call, i: True)
     sleeps = Sleeps()
-    s = sink(fake, sleeps, max_attempts=4)
+    s = sink(fake, sleeps, backoff=Backoff(attempts=4))
     s.add(trades(10))
     with pytest.raises(
         FirehoseDeliveryError, match=r"did not accept a record of 10 trades in 4 attempts \(4 sends"
@@ -263,7 +265,7 @@ def test_whatever_firehose_does_nothing_is_lost_sent_twice_or_claimed_early(
         refuse=lambda call, i: outage and rng.random() < refuse_p,
         throttle=lambda call: outage and rng.random() < throttle_p,
     )
-    s = sink(fake, max_attempts=max_attempts)
+    s = sink(fake, backoff=Backoff(attempts=max_attempts))
     added: list[Trade] = []
     acked: list[Trade] = []
     cursor = Cursor()

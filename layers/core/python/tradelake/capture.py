@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from tradelake import protocol
+from tradelake.backoff import Backoff
 from tradelake.cursor import Cursor, Reconciler
 from tradelake.markets import Instrument, instrument
 from tradelake.model import SNAPSHOT, Gap
@@ -156,6 +157,7 @@ class Capture:
         self.connect, self.recorder, self.on_status = connect, recorder, on_status
         self.clock, self.wall_ns = clock, wall_ns
         self.rng = rng or random.Random()
+        self.backoff = Backoff(base_s=config.backoff_initial_s, cap_s=config.backoff_max_s)
         self.stats = CaptureStats(symbols={s: SymbolStats() for s in config.symbols})
         self.cursor = Cursor()
         self._reconcilers: dict[str, Reconciler] = {}
@@ -214,9 +216,7 @@ class Capture:
             stop.wait(delay)
 
     def _backoff(self, failures: int) -> float:
-        """Capped exponential backoff with full jitter: reconnect storms spread out."""
-        cap = min(self.config.backoff_max_s, self.config.backoff_initial_s * 2**failures)
-        return self.rng.uniform(cap / 2, cap)
+        return self.backoff.delay(failures, self.rng.random)
 
     def _over(self, deadline: float | None, stop: threading.Event) -> bool:
         return stop.is_set() or (deadline is not None and self.clock() >= deadline)

@@ -70,7 +70,7 @@ def run_demo(
         stall_every=seconds / 2,
         stall_seconds=2.5,
         malformed_rate=0.02,
-        error_rate=0.2,
+        error_rate=0.1,  # five refusals in a row (fatal) then have odds of 1e-5
         unknown_keys=True,
         seed=seed,
     )

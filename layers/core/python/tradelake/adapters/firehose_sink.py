@@ -7,13 +7,13 @@ Delivery guarantee, and how the cursor stays honest:
   PutRecordBatch calls (≤ 500 records, ≤ 4 MiB);
 - a partial failure (``FailedPutCount`` > 0) is retried for the failed entries ONLY, and a throttled
   call (``ServiceUnavailableException``, ``ThrottlingException``) is retried as a whole, both with
-  capped exponential backoff and full jitter, in up to ``max_attempts`` rounds per flush.
+  capped exponential backoff and full jitter, in up to ``backoff.attempts`` rounds per flush.
   A record Firehose accepted is never sent again by this sink;
 - ``flush`` returns the trades of the longest PREFIX (in add order) of records that are all
   acknowledged: the capture advances its cursor by exactly those. Trades behind the first
   unacknowledged record stay buffered (their already acknowledged records are remembered and not
   re-sent) and ``due`` is true at once, so the next loop iteration flushes again;
-- if the OLDEST pending record is still refused after ``max_attempts`` rounds, ``flush`` raises
+- if the OLDEST pending record is still refused after ``backoff.attempts`` rounds, ``flush`` raises
   ``FirehoseDeliveryError``. The ingest Lambda then fails and Step Functions (or the supervisor)
   starts again from the checkpointed cursor: the trades behind it are received again from the
   snapshot and sent again, including those whose records Firehose had already accepted. Those
@@ -33,6 +33,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from tradelake.adapters.aws_errors import error_code
+from tradelake.backoff import Backoff
 from tradelake.model import Trade
 from tradelake.pack import Record, batches, pack
 
@@ -60,15 +62,7 @@ class FirehoseDeliveryError(RuntimeError):
     """Firehose kept refusing a record: the capture stops, the checkpoint stays behind it."""
 
 
-def error_code(exc: BaseException) -> str | None:
-    """The AWS error code of a botocore ``ClientError`` (or look-alike), else None."""
-    response = getattr(exc, "response", None)
-    if isinstance(response, Mapping):
-        error = response.get("Error")
-        if isinstance(error, Mapping):
-            code = error.get("Code")
-            return str(code) if code is not None else None
-    return None
+DELIVERY_BACKOFF = Backoff(attempts=8, base_s=0.1, cap_s=5.0)
 
 
 @dataclass(slots=True)
@@ -94,20 +88,17 @@ class FirehoseSink:
         *,
         max_trades: int = 25_000,
         max_age_s: float = 5.0,
-        max_attempts: int = 8,
-        backoff_initial_s: float = 0.1,
-        backoff_max_s: float = 5.0,
+        backoff: Backoff = DELIVERY_BACKOFF,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
         clock: Callable[[], int] = time.monotonic_ns,
     ) -> None:
-        if max_attempts < 1:
-            raise ValueError("max_attempts must be at least 1")
+        if backoff.attempts < 1:
+            raise ValueError("backoff.attempts must be at least 1")
         self.client, self.stream_name = client, stream_name
         self.max_trades = max_trades
         self.max_age_ns = round(max_age_s * 1e9)
-        self.max_attempts = max_attempts
-        self.backoff_initial_s, self.backoff_max_s = backoff_initial_s, backoff_max_s
+        self.backoff = backoff
         self.sleep, self.rng, self.clock = sleep, rng or random.Random(), clock
         self.records_sent = 0
         """Records Firehose acknowledged."""
@@ -172,8 +163,8 @@ class FirehoseSink:
             first = self._records[0]
             raise FirehoseDeliveryError(
                 f"Firehose stream {self.stream_name!r} did not accept a record of "
-                f"{first.record.trades} trades in {self.max_attempts} attempts ({first.sends} sends"
-                f" in all; last error: {self._last_error}); "
+                f"{first.record.trades} trades in {self.backoff.attempts} attempts "
+                f"({first.sends} sends in all; last error: {self._last_error}); "
                 f"{self.pending} trades are not acknowledged and stay out of the cursor"
             )
         n = sum(p.record.trades for p in self._records[:done])
@@ -191,15 +182,15 @@ class FirehoseSink:
         return acknowledged
 
     def _deliver(self) -> None:
-        """Send every unacknowledged record, in rounds: at most ``max_attempts`` per flush.
+        """Send every unacknowledged record, in rounds: at most ``backoff.attempts`` per flush.
 
         A round sends the refused records again (only those); a throttled call ends the round,
         the records it did not get to wait for the next one. Between rounds: backoff.
         """
         todo = [p for p in self._records if not p.acked]
-        for attempt in range(1, self.max_attempts + 1):
-            if attempt > 1:
-                self.sleep(self._backoff(attempt - 1))
+        for attempt in range(self.backoff.attempts):
+            if attempt:
+                self.sleep(self.backoff.delay(attempt - 1, self.rng.random))
             calls = list(batches(todo, _size))
             failed: list[_Pending] = []
             for i, call in enumerate(calls):
@@ -251,11 +242,6 @@ class FirehoseSink:
                 "Firehose refused %d of %d records (%s)", len(refused), len(call), self._last_error
             )
         return refused
-
-    def _backoff(self, attempt: int) -> float:
-        """Capped exponential backoff with full jitter."""
-        cap = min(self.backoff_max_s, self.backoff_initial_s * 2 ** (attempt - 1))
-        return self.rng.uniform(0.0, cap)
 
 
 def _size(p: _Pending) -> int:

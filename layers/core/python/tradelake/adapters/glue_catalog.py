@@ -17,10 +17,10 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
-from tradelake.adapters.firehose_sink import error_code
+from tradelake.adapters.aws_errors import error_code
+from tradelake.backoff import Backoff
 from tradelake.catalog import Added, Failure, Partition, batched
 
 GLUE_BATCH_LIMIT = 100
@@ -37,16 +37,7 @@ RETRYABLE = frozenset(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """Capped exponential backoff with full jitter; ``attempts`` counts the first try."""
-
-    attempts: int = 6
-    base_s: float = 0.1
-    cap_s: float = 5.0
-
-    def delay(self, retry: int, rng: Callable[[], float]) -> float:
-        return rng() * min(self.cap_s, self.base_s * 2.0**retry)
+GLUE_BACKOFF = Backoff()
 
 
 def _partition_input(partition: Partition, descriptor: dict[str, Any]) -> dict[str, Any]:
@@ -65,7 +56,7 @@ class GlueCatalog:
         glue: Any,
         database: str,
         *,
-        backoff: Backoff = Backoff(),
+        backoff: Backoff = GLUE_BACKOFF,
         table_ttl_s: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,

@@ -20,7 +20,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-from tradelake.adapters.firehose_sink import error_code
+from tradelake.adapters.aws_errors import error_code
 from tradelake.adapters.lake_files import GAPS_DIR, gap_file_name, gap_lines
 from tradelake.cursor import Cursor
 from tradelake.model import Gap

@@ -20,7 +20,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from tradelake.adapters.firehose_sink import error_code
+from tradelake.adapters.aws_errors import error_code
 from tradelake.adapters.s3_state import S3CursorStore
 from tradelake.cursor import Cursor
 from tradelake.supervise import RUNNING, parse_switch
