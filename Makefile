@@ -28,7 +28,8 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 
 clean:
-	rm -rf $(VENV) lake .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) lake lake-demo .pytest_cache .mypy_cache .ruff_cache .hypothesis \
+		.serverless node_modules layers/deps/python
 
 # --- AWS packaging (DEVELOPERS.md): Node CLI, the arm64 deps layer, offline `serverless package`.
 NPM_STAMP := node_modules/.tradelake-installed
