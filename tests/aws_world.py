@@ -30,7 +30,6 @@ from tradelake.verify import check
 
 ROOT = Path(__file__).resolve().parents[1]
 
-HANDLER = ROOT / "functions" / "ingest" / "handler.py"
 REGION = "eu-west-1"
 BUCKET = "tradelake-test-data"
 STREAM = "tradelake-test-trades"
@@ -50,10 +49,10 @@ MOTO_CONFIG: Any = {
 class LambdaContext:
     """What the handler and Powertools read from a Lambda context; the deadline is real time."""
 
-    run_s: float
-    function_name: str = "tradelake-test-ingest"
+    run_s: float = 60.0
+    function_name: str = "tradelake-test"
     memory_limit_in_mb: int = 1024
-    invoked_function_arn: str = f"arn:aws:lambda:{REGION}:123456789012:function:ingest"
+    invoked_function_arn: str = f"arn:aws:lambda:{REGION}:123456789012:function:tradelake-test"
     aws_request_id: str = field(default_factory=lambda: str(uuid4()))
     deadline: float = 0.0
 
@@ -90,27 +89,60 @@ class Aws:
         return Cursor.from_json(json.loads(body))
 
 
-def load_handler(monkeypatch: pytest.MonkeyPatch, url: str) -> ModuleType:
-    """A fresh import of functions/ingest/handler.py: its cold start reads this environment."""
+def moto_credentials(monkeypatch: pytest.MonkeyPatch, **env: str) -> None:
+    """Dummy credentials and region (boto3 never finds real ones), plus a function's ``env``."""
     for name, value in {
-        "TRADELAKE_SYMBOLS": ",".join(SYMBOLS),
-        "PHEMEX_URL": url,
-        "DELIVERY_STREAM": STREAM,
-        "DATA_BUCKET": BUCKET,
-        "CURSOR_KEY": CURSOR_KEY,
-        "INGEST_SWITCH_PARAMETER": SWITCH,
-        "SAFETY_MARGIN_S": str(SAFETY_MARGIN_S),
-        "METRICS_INTERVAL_S": "0.5",
-        "POWERTOOLS_METRICS_NAMESPACE": "tradelake-test",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_REGION": REGION,
         "POWERTOOLS_TRACE_DISABLED": "true",
+        **env,
     }.items():
         monkeypatch.setenv(name, value)
-    spec = importlib.util.spec_from_file_location(f"ingest_handler_{uuid4().hex}", HANDLER)
+
+
+def load_function(name: str) -> ModuleType:
+    """Import functions/<name>/handler.py afresh: a cold start that reads this environment."""
+    spec = importlib.util.spec_from_file_location(
+        f"{name}_handler_{uuid4().hex}", ROOT / "functions" / name / "handler.py"
+    )
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def emf_values(out: str) -> dict[str, float]:
+    """Each metric's total over the EMF documents Powertools printed."""
+    values: dict[str, float] = {}
+    for line in out.splitlines():
+        if '"_aws"' in line:
+            doc = json.loads(line)
+            for d in doc["_aws"]["CloudWatchMetrics"][0]["Metrics"]:
+                value = doc[d["Name"]]
+                total = sum(value) if isinstance(value, list) else value
+                values[d["Name"]] = values.get(d["Name"], 0) + total
+    return values
+
+
+def load_handler(monkeypatch: pytest.MonkeyPatch, url: str) -> ModuleType:
+    """A cold start of the ingest handler against ``url`` and the moto resources."""
+    monkeypatch.setenv("TRADELAKE_SYMBOLS", ",".join(SYMBOLS))
+    moto_credentials(
+        monkeypatch,
+        PHEMEX_URL=url,
+        DELIVERY_STREAM=STREAM,
+        DATA_BUCKET=BUCKET,
+        CURSOR_KEY=CURSOR_KEY,
+        INGEST_SWITCH_PARAMETER=SWITCH,
+        SAFETY_MARGIN_S=str(SAFETY_MARGIN_S),
+        METRICS_INTERVAL_S="0.5",
+        POWERTOOLS_METRICS_NAMESPACE="tradelake-test",
+    )
+    return load_function("ingest")
 
 
 def step(
@@ -139,13 +171,7 @@ def assert_complete(tape: Tape, aws: Aws) -> None:
 @contextmanager
 def aws_world(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
     """moto with the stack's data resources; Step Functions really executes state machines."""
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-    }.items():
-        monkeypatch.setenv(name, value)
+    moto_credentials(monkeypatch)
     with mock_aws(config=MOTO_CONFIG):
         aws = Aws(
             boto3.client("s3", region_name=REGION),

@@ -6,10 +6,7 @@ so the partitions get the descriptor the real table would give them.
 
 from __future__ import annotations
 
-import importlib.util
-import json
 from collections.abc import Iterator
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 from urllib.parse import quote_plus
@@ -19,12 +16,12 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
+from aws_world import LambdaContext, emf_values, load_function, moto_credentials
 from tradelake.adapters.glue_catalog import GlueCatalog
 from tradelake.backoff import Backoff
 from tradelake.catalog import Partition, PartitionsNotRegisteredError
 from tradelake.schema import PARTITION_KEYS, TRADE_COLUMNS
 
-ROOT = Path(__file__).resolve().parents[2]
 REGION = "eu-west-1"
 DATABASE = "tradelake_test"
 BUCKET = "tradelake-test-lake"
@@ -55,13 +52,6 @@ def trades_table_input() -> dict[str, Any]:
             "StoredAsSubDirectories": False,
         },
     }
-
-
-class Context:
-    function_name = "partitions"
-    memory_limit_in_mb = 256
-    invoked_function_arn = f"arn:aws:lambda:{REGION}:123456789012:function:partitions"
-    aws_request_id = "test-request"
 
 
 class Recording:
@@ -115,33 +105,15 @@ def client_error(code: str, operation: str = "BatchCreatePartition") -> ClientEr
     return ClientError({"Error": {"Code": code, "Message": code}}, operation)
 
 
-def load_handler(name: str) -> ModuleType:
-    """Import functions/<name>/handler.py afresh: a cold start."""
-    spec = importlib.util.spec_from_file_location(
-        f"{name}_handler_under_test", ROOT / "functions" / name / "handler.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture
 def moto_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-        "AWS_REGION": REGION,
-        "GLUE_DATABASE": DATABASE,
-        "TRADES_TABLE": "trades",
-        "GAPS_TABLE": "gaps",
-        "POWERTOOLS_METRICS_NAMESPACE": "tradelake",
-        "POWERTOOLS_TRACE_DISABLED": "1",
-    }.items():
-        monkeypatch.setenv(name, value)
+    moto_credentials(
+        monkeypatch,
+        GLUE_DATABASE=DATABASE,
+        TRADES_TABLE="trades",
+        GAPS_TABLE="gaps",
+        POWERTOOLS_METRICS_NAMESPACE="tradelake",
+    )
     with mock_aws():
         yield
 
@@ -156,7 +128,7 @@ def glue(moto_env: None) -> Recording:
 
 @pytest.fixture
 def partitions(moto_env: None) -> ModuleType:
-    return load_handler("partitions")
+    return load_function("partitions")
 
 
 def key(symbol: str = "BTCUSD", day: int = 27, hour: int = 14, file: str = "f.parquet") -> str:
@@ -188,18 +160,6 @@ def stored(glue: Recording) -> dict[tuple[str, ...], dict[str, Any]]:
     return by_values
 
 
-def emitted(out: str) -> dict[str, float]:
-    """The metric values of the EMF documents Powertools printed."""
-    values: dict[str, float] = {}
-    for line in out.splitlines():
-        if '"_aws"' in line:
-            doc = json.loads(line)
-            for d in doc["_aws"]["CloudWatchMetrics"][0]["Metrics"]:
-                value = doc[d["Name"]]
-                values[d["Name"]] = sum(value) if isinstance(value, list) else value
-    return values
-
-
 def test_repeated_reordered_and_malformed_keys_give_each_partition_once(
     partitions: ModuleType, glue: Recording, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -215,7 +175,7 @@ def test_repeated_reordered_and_malformed_keys_give_each_partition_once(
         "trades/symbol=BTCUSD/year=2026/month=11/day=27/f.parquet",
     )
 
-    result = partitions.handler(event, Context(), glue=glue)
+    result = partitions.handler(event, LambdaContext(), glue=glue)
 
     assert result == {"created": 3, "existing": 0, "skipped": 4}
     parts = stored(glue)
@@ -239,7 +199,7 @@ def test_repeated_reordered_and_malformed_keys_give_each_partition_once(
         )
     assert glue.count("get_table") == 1
     assert glue.batch_sizes() == [3]
-    assert emitted(capsys.readouterr().out) == {
+    assert emf_values(capsys.readouterr().out) == {
         "PartitionsCreated": 3.0,
         "PartitionsExisting": 0.0,
         "SkippedKeys": 4.0,
@@ -248,8 +208,8 @@ def test_repeated_reordered_and_malformed_keys_give_each_partition_once(
 
 def test_the_same_event_twice_is_fine(partitions: ModuleType, glue: Recording) -> None:
     event = notification(key(hour=1), key(hour=2))
-    assert partitions.handler(event, Context(), glue=glue)["created"] == 2
-    assert partitions.handler(event, Context(), glue=glue) == {
+    assert partitions.handler(event, LambdaContext(), glue=glue)["created"] == 2
+    assert partitions.handler(event, LambdaContext(), glue=glue) == {
         "created": 0,
         "existing": 2,
         "skipped": 0,
@@ -262,7 +222,7 @@ def test_an_event_of_only_malformed_keys_calls_glue_not_at_all(
 ) -> None:
     event = notification("gaps/x.jsonl", "_state/cursor.json", "trades/symbol=BTCUSD/f")
     event["Records"].append({"eventName": "ObjectCreated:Put"})
-    assert partitions.handler(event, Context(), glue=glue) == {
+    assert partitions.handler(event, LambdaContext(), glue=glue) == {
         "created": 0,
         "existing": 0,
         "skipped": 4,
@@ -284,7 +244,7 @@ def test_more_than_100_partitions_are_split_into_several_calls(
             for h in range(10)
         ],
     )
-    result = partitions.handler(notification(*keys, *keys[:50]), Context(), glue=glue)
+    result = partitions.handler(notification(*keys, *keys[:50]), LambdaContext(), glue=glue)
 
     assert result == {"created": 206, "existing": 10, "skipped": 0}
     assert glue.batch_sizes() == [100, 100, 16]
@@ -296,7 +256,7 @@ def test_throttled_calls_are_retried(partitions: ModuleType, glue: Recording) ->
         client_error("ThrottlingException"),
         client_error("InternalServiceException"),
     ]
-    result = partitions.handler(notification(key(hour=3)), Context(), glue=glue)
+    result = partitions.handler(notification(key(hour=3)), LambdaContext(), glue=glue)
     assert result["created"] == 1
     assert glue.batch_sizes() == [1, 1, 1]
     assert len(stored(glue)) == 1
@@ -309,7 +269,7 @@ def test_entries_failing_transiently_are_retried_alone(
         "ConcurrentModificationException",
         "ThrottlingException",
     ]
-    result = partitions.handler(notification(key(hour=4), key(hour=5)), Context(), glue=glue)
+    result = partitions.handler(notification(key(hour=4), key(hour=5)), LambdaContext(), glue=glue)
     assert result == {"created": 2, "existing": 0, "skipped": 0}
     assert glue.batch_sizes() == [2, 1, 1]
 
@@ -320,11 +280,11 @@ def test_other_entry_errors_fail_the_invocation_after_the_rest_is_done(
     glue.entry_errors[("BTCUSD", "2026", "11", "27", "06")] = ["InvalidInputException"]
     event = notification(key(hour=6), key(hour=7))
     with pytest.raises(PartitionsNotRegisteredError, match=r"hour=06/: InvalidInputException"):
-        partitions.handler(event, Context(), glue=glue)
+        partitions.handler(event, LambdaContext(), glue=glue)
     assert set(stored(glue)) == {("BTCUSD", "2026", "11", "27", "07")}
 
     # S3's retry of the same event then completes the job.
-    assert partitions.handler(event, Context(), glue=glue) == {
+    assert partitions.handler(event, LambdaContext(), glue=glue) == {
         "created": 1,
         "existing": 1,
         "skipped": 0,
@@ -334,7 +294,7 @@ def test_other_entry_errors_fail_the_invocation_after_the_rest_is_done(
 def test_a_missing_table_fails_the_invocation(partitions: ModuleType, glue: Recording) -> None:
     event = notification("rollups/ohlcv_1m/symbol=BTCUSD/year=2026/month=11/day=27/hour=14/x")
     with pytest.raises(ClientError, match="EntityNotFoundException"):
-        partitions.handler(event, Context(), glue=glue)
+        partitions.handler(event, LambdaContext(), glue=glue)
 
 
 def test_retries_give_up_after_the_last_attempt(glue: Recording) -> None:

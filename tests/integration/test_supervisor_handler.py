@@ -7,12 +7,10 @@ supervisor tells apart.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import threading
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -20,10 +18,10 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from aws_world import LambdaContext, emf_values, load_function, moto_credentials
 from tradelake.cursor import Cursor, SymbolCursor
 from tradelake.model import parse_fixed
 
-ROOT = Path(__file__).resolve().parents[2]
 REGION = "eu-west-1"
 BUCKET = "tradelake-test-lake"
 CURSOR_KEY = "_state/cursor.json"
@@ -56,13 +54,6 @@ def status_change(name: str, status: str) -> dict[str, Any]:
     }
 
 
-class Context:
-    function_name = "supervisor"
-    memory_limit_in_mb = 256
-    invoked_function_arn = f"arn:aws:lambda:{REGION}:123456789012:function:supervisor"
-    aws_request_id = "test-request"
-
-
 class Wrapped:
     """A boto3 client whose methods can be wrapped one by one; everything else passes through."""
 
@@ -76,18 +67,6 @@ class Wrapped:
         if wrapper is None:
             return method
         return lambda **kwargs: wrapper(method, **kwargs)
-
-
-def load_handler(name: str) -> ModuleType:
-    """Import functions/<name>/handler.py afresh: a cold start."""
-    spec = importlib.util.spec_from_file_location(
-        f"{name}_handler_under_test", ROOT / "functions" / name / "handler.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 class World:
@@ -147,34 +126,28 @@ class World:
 
     def call(self, supervisor: ModuleType, event: Any = SCHEDULE) -> dict[str, Any]:
         result: dict[str, Any] = supervisor.handler(
-            event, Context(), sfn=self.sfn, ssm=self.ssm, s3=self.s3
+            event, LambdaContext(), sfn=self.sfn, ssm=self.ssm, s3=self.s3
         )
         return result
 
 
 @pytest.fixture
 def moto_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-        "AWS_REGION": REGION,
-        "STATE_MACHINE_ARN": STATE_MACHINE_ARN,
-        "DATA_BUCKET": BUCKET,
-        "CURSOR_KEY": CURSOR_KEY,
-        "INGEST_SWITCH_PARAMETER": SWITCH,
-        "POWERTOOLS_METRICS_NAMESPACE": "tradelake",
-        "POWERTOOLS_TRACE_DISABLED": "1",
-    }.items():
-        monkeypatch.setenv(name, value)
+    moto_credentials(
+        monkeypatch,
+        STATE_MACHINE_ARN=STATE_MACHINE_ARN,
+        DATA_BUCKET=BUCKET,
+        CURSOR_KEY=CURSOR_KEY,
+        INGEST_SWITCH_PARAMETER=SWITCH,
+        POWERTOOLS_METRICS_NAMESPACE="tradelake",
+    )
     with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
         yield
 
 
 @pytest.fixture
 def supervisor(moto_env: None) -> ModuleType:
-    return load_handler("supervisor")
+    return load_function("supervisor")
 
 
 @pytest.fixture
@@ -195,17 +168,6 @@ def cursor(ts_ns: int = 1_795_737_605_554_137_578) -> Cursor:
     )
 
 
-def emitted(out: str) -> dict[str, float]:
-    values: dict[str, float] = {}
-    for line in out.splitlines():
-        if '"_aws"' in line:
-            doc = json.loads(line)
-            for d in doc["_aws"]["CloudWatchMetrics"][0]["Metrics"]:
-                value = doc[d["Name"]]
-                values[d["Name"]] = sum(value) if isinstance(value, list) else value
-    return values
-
-
 def test_none_running_starts_ingest_1(
     supervisor: ModuleType, running_world: World, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -216,7 +178,7 @@ def test_none_running_starts_ingest_1(
     }
     assert running_world.executions() == {"ingest-1": "RUNNING"}
     assert running_world.input_of("ingest-1") == {"cursor": None, "generation": 1, "loop": 0}
-    assert emitted(capsys.readouterr().out) == {"IngestStarted": 1.0}
+    assert emf_values(capsys.readouterr().out) == {"IngestStarted": 1.0}
 
 
 def test_one_running_does_nothing(
@@ -229,7 +191,7 @@ def test_one_running_does_nothing(
         "detail": "ingest-7 is running",
     }
     assert running_world.executions() == {"ingest-7": "RUNNING"}
-    assert emitted(capsys.readouterr().out) == {"IngestAlreadyRunning": 1.0}
+    assert emf_values(capsys.readouterr().out) == {"IngestAlreadyRunning": 1.0}
 
 
 def test_switched_off_does_nothing(
@@ -238,7 +200,7 @@ def test_switched_off_does_nothing(
     running_world.switch("off")
     assert running_world.call(supervisor)["reason"] == "switched_off"
     assert running_world.executions() == {}
-    assert emitted(capsys.readouterr().out) == {"IngestSwitchedOff": 1.0}
+    assert emf_values(capsys.readouterr().out) == {"IngestSwitchedOff": 1.0}
     running_world.switch("on")
     assert running_world.call(supervisor)["name"] == "ingest-1"
 

@@ -19,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from moto import mock_aws
 
+from aws_world import moto_credentials
 from tradelake.adapters.aws_errors import error_code
 from tradelake.adapters.firehose_sink import FirehoseDeliveryError, FirehoseSink
 from tradelake.backoff import Backoff
@@ -304,13 +305,7 @@ def test_whatever_firehose_does_nothing_is_lost_sent_twice_or_claimed_early(
 
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, Any]]:
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": "eu-west-1",
-    }.items():
-        monkeypatch.setenv(name, value)
+    moto_credentials(monkeypatch)
     with mock_aws():
         s3 = boto3.client("s3", region_name="eu-west-1")
         firehose = boto3.client("firehose", region_name="eu-west-1")

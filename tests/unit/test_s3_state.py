@@ -11,6 +11,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from aws_world import moto_credentials
 from tradelake.adapters.lake_files import JsonlGapLedger, parse_gap_lines, read_gaps
 from tradelake.adapters.s3_state import S3CursorStore, S3GapLedger
 from tradelake.cursor import Cursor, SymbolCursor
@@ -23,13 +24,7 @@ T = 1_795_737_600_000_000_000
 
 @pytest.fixture
 def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": "eu-west-1",
-    }.items():
-        monkeypatch.setenv(name, value)
+    moto_credentials(monkeypatch)
     with mock_aws():
         client = boto3.client("s3", region_name="eu-west-1")
         client.create_bucket(
