@@ -38,6 +38,9 @@ def one_line_error(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
         (["capture", "--url", "https://phemex.com"], "not a websocket URL"),
         (["capture", "--nope"], "unrecognized arguments"),
         (["frobnicate"], "invalid choice"),
+        (["simulate", "--symbols", "B$D"], "not a Phemex symbol"),
+        (["simulate", "--port", "http"], "0 to 65535"),
+        (["simulate", "--compression", "0"], "positive number"),
     ],
 )
 def test_a_bad_argument_gets_one_line_with_the_fix(
@@ -46,6 +49,15 @@ def test_a_bad_argument_gets_one_line_with_the_fix(
     err = one_line_error(capsys, argv)
     assert says in err
     assert "--help" in err
+
+
+def test_a_tape_that_cannot_be_read_is_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    assert main(["simulate", "--tape", str(tmp_path / "missing.jsonl.gz")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "cannot read --tape" in err
 
 
 def closed_port() -> int:

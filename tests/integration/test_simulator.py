@@ -438,7 +438,7 @@ def test_serve_runs_until_ctrl_c() -> None:
 
 def test_simulate_command_serves_until_interrupted() -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tradelake.simulator.cli", "--port", "0", "--hours", "0.01"],
+        [sys.executable, "-m", "tradelake.cli", "simulate", "--port", "0", "--hours", "0.01"],
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},

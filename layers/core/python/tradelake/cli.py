@@ -21,6 +21,7 @@ from tradelake.capture import (
     SubscriptionRejected,
 )
 from tradelake.markets import UnknownSymbolError, market_of
+from tradelake.simulator.cli import add_arguments as add_simulate_arguments
 
 DEFAULT_URL = "wss://ws.phemex.com"
 DEFAULT_LAKE = Path("lake")
@@ -70,6 +71,28 @@ def seconds_arg(text: str) -> float:
     return value
 
 
+def positive_arg(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
+    return value
+
+
+def count_arg(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number (0 or more)")
+    return int(text)
+
+
+def port_arg(text: str) -> int:
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from 0 to 65535")
+    return int(text)
+
+
 def parser() -> Parser:
     p = Parser(prog="tradelake", description=__doc__)
     commands = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -89,7 +112,12 @@ def parser() -> Parser:
     )
     capture.add_argument("-v", "--verbose", action="store_true", help="log every warning")
 
-    commands.add_parser("simulate", help="run the Phemex simulator on 127.0.0.1", add_help=False)
+    simulate = commands.add_parser(
+        "simulate",
+        help="run the Phemex simulator on 127.0.0.1",
+        description="A Phemex-protocol exchange on 127.0.0.1 for capture tests and demos.",
+    )
+    add_simulate_arguments(simulate)
 
     demo = commands.add_parser("demo", help="the whole pipeline offline, proved complete")
     demo.add_argument("--lake", type=Path, default=Path("lake-demo"), help="default ./lake-demo")
@@ -104,11 +132,6 @@ def parser() -> Parser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["simulate"]:
-        from tradelake.simulator.cli import simulate_main
-
-        return simulate_main(argv[1:])
     args = parser().parse_args(argv)
     logging.basicConfig(
         level=logging.WARNING if getattr(args, "verbose", False) else logging.ERROR,
@@ -116,6 +139,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if args.command == "capture":
         return capture_command(args)
+    if args.command == "simulate":
+        from tradelake.simulator.cli import simulate
+
+        return simulate(args)
     if args.command == "demo":
         from tradelake.demo import run_demo
 

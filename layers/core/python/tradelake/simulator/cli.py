@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Sequence
 
 from tradelake.simulator.server import Faults, Simulator, SimulatorConfig, serve
 from tradelake.simulator.tape import NS_PER_SECOND, load_tape, synthetic_tape
@@ -16,42 +15,50 @@ HISTORY_S = 3600
 """Synthetic market before 'now', so the first subscribe already gets a full snapshot."""
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="tradelake simulate",
-        description="A Phemex-protocol exchange on 127.0.0.1 for capture tests and demos.",
-    )
-    p.add_argument("--port", type=int, default=DEFAULT_PORT, help="0 picks a free port")
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``tradelake simulate``, checked by the CLI's shared validators."""
+    from tradelake.cli import count_arg, port_arg, positive_arg, symbols_arg
+
+    p.add_argument("--port", type=port_arg, default=DEFAULT_PORT, help="0 picks a free port")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument(
         "--symbols",
-        type=_symbols,
+        type=symbols_arg,
         default=None,
         help=f"comma-separated (default {','.join(DEFAULT_SYMBOLS)}; with --tape: a subset)",
     )
     p.add_argument("--tape", help="replay a recording (tradelake capture --record) or raw JSONL")
-    p.add_argument("--compression", type=float, default=1.0, help="event seconds per wall second")
-    p.add_argument("--snapshot-size", type=int, default=200)
+    p.add_argument(
+        "--compression", type=positive_arg, default=1.0, help="event seconds per wall second"
+    )
+    p.add_argument("--snapshot-size", type=count_arg, default=200, metavar="N")
     p.add_argument("--faults", action="store_true", help="inject every fault (Faults.chaos)")
     p.add_argument("--seed", type=int, default=0, help="seeds the synthetic market and faults")
-    p.add_argument("--rate", type=float, default=3.0, help="synthetic trades per second a symbol")
-    p.add_argument("--hours", type=float, default=24.0, help="synthetic market length after now")
-    return p
+    p.add_argument(
+        "--rate", type=positive_arg, default=3.0, help="synthetic trades per second a symbol"
+    )
+    p.add_argument(
+        "--hours", type=positive_arg, default=24.0, help="synthetic market length after now"
+    )
 
 
-def _symbols(text: str) -> list[str]:
-    return [s for s in text.split(",") if s]
-
-
-def simulate_main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+def simulate(args: argparse.Namespace) -> int:
+    """Serve until Ctrl-C; a tape that cannot be read is one line and exit 2."""
     start_ns: int | None = None
     if args.tape:
-        tape = load_tape(args.tape)
+        try:
+            tape = load_tape(args.tape)
+        except (OSError, ValueError) as exc:
+            print(f"tradelake simulate: cannot read --tape {args.tape}: {exc}", file=sys.stderr)
+            return 2
         if args.symbols:
             missing = sorted(set(args.symbols) - set(tape))
             if missing:
-                print(f"not in {args.tape}: {' '.join(missing)}", file=sys.stderr)
+                print(
+                    f"tradelake simulate: not in {args.tape}: {','.join(missing)} "
+                    f"(it has {','.join(sorted(tape))})",
+                    file=sys.stderr,
+                )
                 return 2
             tape = {s: tape[s] for s in args.symbols}
     else:
@@ -82,7 +89,3 @@ def _announce(sim: Simulator) -> None:
         file=sys.stderr,
         flush=True,
     )
-
-
-if __name__ == "__main__":
-    sys.exit(simulate_main())
