@@ -61,24 +61,18 @@ def url_arg(text: str) -> str:
     return text
 
 
+def positive_arg(text: str, unit: str = "") -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:  # also rejects nan
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number{unit}")
+    return value
+
+
 def seconds_arg(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
-    return value
-
-
-def positive_arg(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
-    return value
+    return positive_arg(text, " of seconds")
 
 
 def count_arg(text: str) -> int:
