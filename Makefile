@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format clean layer package node_modules
+.PHONY: demo test soak lint format clean layer package node_modules
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,9 @@ demo: $(STAMP)  ## the whole pipeline locally, offline: simulator -> capture -> 
 
 test: $(STAMP) package  ## unit, integration and infra tests (packages the stack first)
 	$(BIN)/pytest
+
+soak: $(STAMP)  ## the exactly-once property test with 5,000 examples (make test runs 400)
+	TRADELAKE_EXAMPLES=5000 $(BIN)/pytest -p no:logging tests/unit/test_exactly_once.py
 
 lint: $(STAMP)  ## ruff check, ruff format --check, mypy
 	$(BIN)/ruff check .

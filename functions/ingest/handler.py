@@ -12,6 +12,8 @@ The capture stops ``SAFETY_MARGIN_S`` before the Lambda deadline to flush and re
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from functools import cache
 from typing import Any
 
@@ -24,7 +26,7 @@ from botocore.config import Config
 from tradelake.adapters import websocket_source
 from tradelake.adapters.emf_metrics import CaptureMetrics
 from tradelake.adapters.firehose_sink import FirehoseSink
-from tradelake.adapters.products_http import fetch_scales
+from tradelake.adapters.products_http import fetch_products
 from tradelake.adapters.s3_state import S3CursorStore, S3GapLedger
 from tradelake.capture import Capture, CaptureConfig, Connect
 from tradelake.config import IngestConfig
@@ -46,8 +48,8 @@ clients = {
     "s3": boto3.client("s3", config=retries),
     "ssm": boto3.client("ssm", config=retries),
 }
-scales = cache(lambda: fetch_scales(config.phemex_url))
-"""Product scales, fetched once per container (None → the built-in table)."""
+products = cache(lambda: fetch_products(config.phemex_url))
+"""Phemex's products list, fetched once per container (None → the symbols' shape decides)."""
 
 
 def switched_on(ssm: Any) -> bool:
@@ -65,7 +67,9 @@ def handler(
     firehose: Any = None,
     s3: Any = None,
     ssm: Any = None,
+    wall_ns: Callable[[], int] = time.time_ns,
 ) -> dict[str, Any]:
+    """The ports are for tests: a simulator passes its connect and its market clock."""
     event = event or {}
     payload = event.get("cursor")
     generation, loop = int(event.get("generation") or 0), int(event.get("loop") or 0)
@@ -89,8 +93,9 @@ def handler(
         ),
         gap_ledger=S3GapLedger(s3, config.data_bucket),
         connect=connect or websocket_source.connect,
-        scales=scales(),
+        products=products(),
         on_status=report,
+        wall_ns=wall_ns,
     )
     budget_s = context.get_remaining_time_in_millis() / 1000 - config.safety_margin_s
     try:

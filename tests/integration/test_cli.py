@@ -89,7 +89,7 @@ def test_capture_records_a_tape_that_replays_to_the_same_lake(
     record, first, second = tmp_path / "tape.jsonl.gz", tmp_path / "a", tmp_path / "b"
     with Simulator(tape, SimulatorConfig(compression=600)) as sim:
         argv = ["capture", "--url", sim.url, "--symbols", ",".join(symbols), "--duration", "2"]
-        assert main([*argv, "--lake", str(first), "--record", str(record)]) == 0
+        assert main([*argv, "--replay", "--lake", str(first), "--record", str(record)]) == 0
     err = capsys.readouterr().err
     assert re.search(r"recorded [\d,]+ frames", err)
     assert "BTCUSDT" in err
@@ -100,7 +100,7 @@ def test_capture_records_a_tape_that_replays_to_the_same_lake(
     assert sum(len(f) for f in recorded.values()) == len(keys) > 1000
     with Simulator(recorded, SimulatorConfig(compression=600)) as replay:
         argv = ["capture", "--url", replay.url, "--symbols", ",".join(symbols), "--duration", "4"]
-        assert main([*argv, "--lake", str(second)]) == 0
+        assert main([*argv, "--replay", "--lake", str(second)]) == 0
     assert lake_keys(second) == keys
 
 
@@ -122,9 +122,10 @@ def test_simulate_command_serves_what_capture_takes(tmp_path: Path) -> None:
     )
     try:
         assert server.stderr is not None
-        banner = server.stderr.readline()
+        banner = server.stderr.readline() + server.stderr.readline()
         assert f"ws://127.0.0.1:{port}" in banner
-        argv = ["capture", "--url", f"ws://127.0.0.1:{port}", "--lake", str(tmp_path)]
+        assert "--replay" in banner, "60x market time runs ahead of the clock"
+        argv = ["capture", "--url", f"ws://127.0.0.1:{port}", "--lake", str(tmp_path), "--replay"]
         assert main([*argv, "--symbols", "BTCUSD,sBTCUSDT", "--duration", "1.5"]) == 0
     finally:
         server.terminate()
@@ -140,9 +141,44 @@ def test_query_runs_sql_over_the_lake(capsys: pytest.CaptureFixture[str], tmp_pa
     tape = synthetic_tape(("BTCUSD",), START_NS, 3_600_000_000_000, seed=4, rate=1.0)
     with Simulator(tape, SimulatorConfig(compression=600)) as sim:
         argv = ["capture", "--url", sim.url, "--lake", str(tmp_path), "--duration", "1"]
-        assert main(argv) == 0
+        assert main([*argv, "--replay"]) == 0
     capsys.readouterr()
     assert main(["query", "--lake", str(tmp_path), "SELECT count(*) AS n FROM trades"]) == 0
     assert re.search(r"\b\d{3,}\b", capsys.readouterr().out)
     assert main(["query", "--lake", str(tmp_path), "SELECT nope FROM trades"]) == 1
     assert "nope" in capsys.readouterr().err
+
+
+def test_live_capture_refuses_trades_far_from_the_clock_unless_replaying(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    tape = synthetic_tape(("BTCUSD",), START_NS, 3_600_000_000_000, seed=4, rate=1.0)
+    with Simulator(tape, SimulatorConfig(compression=600)) as sim:
+        argv = ["capture", "--url", sim.url, "--lake", str(tmp_path), "--duration", "1"]
+        assert main(argv) == 0
+    err = capsys.readouterr().err
+    (row,) = [line.split() for line in err.splitlines() if line.startswith("BTCUSD ")]
+    assert row[1:3] == ["0", "0"], "nothing received or written"
+    assert int(row[-1].replace(",", "")) > 0, "rows from 2026-11-27 are more than a day old"
+    assert lake_keys(tmp_path) == []
+
+
+def test_a_refused_symbol_is_one_line_and_exit_1_while_the_others_are_captured(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    tape = synthetic_tape(("BTCUSD",), START_NS, 3_600_000_000_000, seed=4, rate=1.0)
+    with Simulator(tape, SimulatorConfig(compression=600)) as sim:
+        # five refusals with the default backoff (0.5 s doubling, full jitter) take < 7.5 s
+        argv = ["capture", "--url", sim.url, "--lake", str(tmp_path), "--duration", "8"]
+        assert main([*argv, "--symbols", "BTCUSD,ETHUSD", "--replay"]) == 1
+    err = capsys.readouterr().err
+    refused = [line for line in err.splitlines() if "ETHUSD" in line and "rejected" in line]
+    assert any(
+        line.startswith(
+            "tradelake capture: not captured: Phemex rejected trade.subscribe for ETHUSD"
+        )
+        for line in refused
+    ), err
+    assert {
+        s for (s,) in connect(tmp_path).sql("SELECT DISTINCT symbol FROM trades").fetchall()
+    } == {"BTCUSD"}

@@ -356,7 +356,7 @@ def test_a_name_used_up_by_a_finished_execution_moves_on(
 def test_a_malformed_checkpoint_fails_and_starts_nothing(
     supervisor: ModuleType, running_world: World
 ) -> None:
-    running_world.checkpoint(b'{"version": 1, "symbols": {"BTCUSD": {"ts_ns": "x"}}}')
+    running_world.checkpoint(b'{"version": 2, "symbols": {"BTCUSD": {"ts_ns": "x", "fills": []}}}')
     with pytest.raises(ValueError, match=r"s3://tradelake-test-lake/_state/cursor.json is corrupt"):
         running_world.call(supervisor)
     running_world.checkpoint(b"[]")

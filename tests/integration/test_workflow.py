@@ -105,7 +105,12 @@ def test_the_packaged_workflow_loops_hands_over_and_delivers_every_trade_once(
             if len(calls) >= STEPS:
                 aws.switch("off")  # read by the handler as this step ends
             return module.handler(
-                event, LambdaContext(1.0), firehose=aws.firehose, s3=aws.s3, ssm=aws.ssm
+                event,
+                LambdaContext(1.0),
+                firehose=aws.firehose,
+                s3=aws.s3,
+                ssm=aws.ssm,
+                wall_ns=sim.event_ns,
             )
 
         calls = dispatch_lambdas(monkeypatch, {"tradelake-ci-ingest": ingest})

@@ -14,24 +14,28 @@ from tradelake.capture import (
     SubscriptionRejected,
 )
 from tradelake.cursor import Cursor
+from tradelake.feed import FeedConfig
 
 CONFIG = CaptureConfig(
     url="ws://test", symbols=("BTCUSD", "BTCUSDT"), ping_interval_s=5, dead_after_s=15
 )
+T0 = 1_795_737_600_000_000_000  # 2026-11-27T00:00Z
 
 
 def trades(symbol: str, kind: str, *rows: list[object]) -> str:
+    """A trade message; row timestamps are nanoseconds after ``T0``."""
     key = "trades_p" if symbol.endswith("USDT") else "trades"
+    rows = tuple([T0 + row[0], *row[1:]] for row in rows)  # type: ignore[operator]
     return orjson.dumps({"symbol": symbol, "type": kind, "sequence": 1, key: rows}).decode()
 
 
-def refuse(method: str):  # type: ignore[no-untyped-def]
-    """Answers each new ``method`` request with error 6001, once; silence otherwise."""
+def refuse(*methods: str):  # type: ignore[no-untyped-def]
+    """Answers each new request of ``methods`` with error 6001, once; silence otherwise."""
     answered: set[int] = set()
 
     def answer(sent: list[str]) -> str | None:
         for request in map(orjson.loads, sent):
-            if request["method"] == method and request["id"] not in answered:
+            if request["method"] in methods and request["id"] not in answered:
                 answered.add(request["id"])
                 error = {"code": 6001, "message": "invalid argument"}
                 return orjson.dumps({"id": request["id"], "error": error, "result": None}).decode()
@@ -64,33 +68,42 @@ class Harness:
             gap_ledger=self.ledger,
             connect=self.connect,
             clock=self.clock,
+            wall_ns=lambda: T0 + round(self.clock.now * 1e9),
         )
 
 
 def test_subscribes_by_market_type_pings_and_treats_silence_as_death() -> None:
     h = Harness(
-        [trades("BTCUSD", "snapshot", [20, "Buy", 10000, 1], [10, "Sell", 10000, 2])],
-        [trades("BTCUSDT", "incremental", [30, "Buy", "1.5", "0.1"])],
+        [
+            trades("BTCUSD", "snapshot", [20, "Buy", 10000, 1], [10, "Sell", 10000, 2]),
+            trades("BTCUSDT", "snapshot"),  # empty: asked for again at once
+        ],
+        [trades("BTCUSDT", "snapshot", [30, "Buy", "1.5", "0.1"])],
     )
     capture = h.capture()
     capture.run(deadline=h.clock.now + 25)
     first, second = h.opened
     methods = [orjson.loads(s)["method"] for s in first.sent]
-    assert methods[:2] == ["trade.subscribe", "trade_p.subscribe"]
+    assert methods[:4] == [
+        "trade.subscribe",
+        "trade_p.subscribe",
+        "trade_p.unsubscribe",
+        "trade_p.subscribe",
+    ]
     assert methods.count("server.ping") == 2, "pings at 5 and 10 s; at 15 s it is dead"
     assert capture.stats.dead_connections == 1, "15 s without a frame is a dead connection"
     assert [orjson.loads(s)["method"] for s in second.sent][:2] == methods[:2], "resubscribed"
     assert first.closed
     assert second.closed
-    assert [t.ts_ns for t in h.sink.written] == [10, 20, 30]
-    assert h.store.saved.symbols["BTCUSDT"].ts_ns == 30
+    assert [t.ts_ns - T0 for t in h.sink.written] == [10, 20, 30]
+    assert h.store.saved.symbols["BTCUSDT"].ts_ns == T0 + 30
 
 
 def test_the_cursor_never_runs_ahead_of_what_the_sink_acknowledged() -> None:
     sink = MemorySink(every=2)
     h = Harness(
         [
-            trades("BTCUSD", "incremental", [1, "Buy", 10000, 1], [2, "Buy", 10000, 1]),
+            trades("BTCUSD", "snapshot", [2, "Buy", 10000, 1], [1, "Buy", 10000, 1]),
             trades("BTCUSD", "incremental", [3, "Buy", 10000, 1]),
         ],
         sink=sink,
@@ -103,17 +116,38 @@ def test_the_cursor_never_runs_ahead_of_what_the_sink_acknowledged() -> None:
     h.connections[0].script.append(fail_later)
     with pytest.raises(OSError, match="disk full"):
         h.capture().run(deadline=h.clock.now + 3)
-    assert [t.ts_ns for t in sink.written] == [1, 2]
-    assert h.store.saved.symbols["BTCUSD"].ts_ns == 2, "trade 3 was never acknowledged"
+    assert [t.ts_ns - T0 for t in sink.written] == [1, 2]
+    assert h.store.saved.symbols["BTCUSD"].ts_ns == T0 + 2, "trade 3 was never acknowledged"
 
 
-def test_a_rejected_subscription_is_retried_then_fatal_with_symbol_and_method() -> None:
-    h = Harness([refuse("trade_p.subscribe")] * 50)
-    config = CaptureConfig(url="ws://t", symbols=("BTCUSD", "BTCUSDT"), max_subscribe_errors=3)
-    with pytest.raises(SubscriptionRejected, match=r"trade_p\.subscribe for BTCUSDT: 6001"):
-        h.capture(config).run(deadline=h.clock.now + 100)
+REFUSE_3 = CaptureConfig(
+    url="ws://t", symbols=("BTCUSD", "BTCUSDT"), feed=FeedConfig(max_subscribe_errors=3)
+)
+
+
+def test_a_refused_symbol_is_retried_then_given_up_while_the_others_go_on() -> None:
+    h = Harness(
+        [
+            trades("BTCUSD", "snapshot", [1, "Buy", 10000, 1]),
+            *[refuse("trade_p.subscribe")] * 30,  # retries come after 0.5, 1 s at most
+            trades("BTCUSD", "incremental", [2, "Buy", 10000, 1]),
+        ]
+    )
+    capture = h.capture(REFUSE_3)
+    capture.run(deadline=h.clock.now + 100)
     sent = [orjson.loads(s)["method"] for s in h.opened[0].sent]
     assert sent.count("trade_p.subscribe") == 3
+    assert capture.stats.rejected == {
+        "BTCUSDT": "Phemex rejected trade_p.subscribe for BTCUSDT: 6001 invalid argument "
+        "(3 times in a row)"
+    }
+    assert [t.ts_ns - T0 for t in h.sink.written] == [1, 2]
+
+
+def test_when_every_symbol_is_refused_the_capture_stops_with_their_reasons() -> None:
+    h = Harness([refuse("trade.subscribe", "trade_p.subscribe")] * 20)
+    with pytest.raises(SubscriptionRejected, match=r"trade\.subscribe for BTCUSD: 6001.*BTCUSDT"):
+        h.capture(REFUSE_3).run(deadline=h.clock.now + 100)
 
 
 def test_an_error_to_a_ping_and_unknown_frames_are_counted_not_fatal() -> None:
@@ -123,7 +157,7 @@ def test_an_error_to_a_ping_and_unknown_frames_are_counted_not_fatal() -> None:
             '{"hello":"world"}',
             "garbage",
             trades("ETHUSD", "incremental", [1, "Buy", 1, 1]),  # not subscribed
-            trades("BTCUSD", "incremental", [1, "Buy", 10000, 1], [2, "Bid", 1, 1]),
+            trades("BTCUSD", "snapshot", [2, "Bid", 1, 1], [1, "Buy", 10000, 1]),
         ]
     )
     capture = h.capture()
@@ -131,27 +165,27 @@ def test_an_error_to_a_ping_and_unknown_frames_are_counted_not_fatal() -> None:
     stats = capture.stats
     assert (stats.subscribe_errors, stats.unknown_frames, stats.malformed_frames) == (1, 2, 1)
     assert stats.symbols["BTCUSD"].bad_rows == 1
-    assert [t.ts_ns for t in h.sink.written] == [1]
+    assert [t.ts_ns - T0 for t in h.sink.written] == [1]
 
 
 def test_ctrl_c_flushes_and_saves_the_cursor() -> None:
-    h = Harness([trades("BTCUSD", "incremental", [7, "Buy", 10000, 1]), KeyboardInterrupt()])
+    h = Harness([trades("BTCUSD", "snapshot", [7, "Buy", 10000, 1]), KeyboardInterrupt()])
     cursor = h.capture().run()
-    assert [t.ts_ns for t in h.sink.written] == [7]
+    assert [t.ts_ns - T0 for t in h.sink.written] == [7]
     assert h.store.saved == cursor
-    assert cursor.symbols["BTCUSD"].ts_ns == 7
+    assert cursor.symbols["BTCUSD"].ts_ns == T0 + 7
 
 
 def test_resumes_from_the_stored_cursor_and_declares_what_the_snapshot_cannot_cover() -> None:
     h = Harness([trades("BTCUSD", "snapshot", [50, "Buy", 10000, 1], [40, "Buy", 10000, 1])])
     h.store.saved = Cursor()
     h.store.saved.advance([])
-    first = Harness([trades("BTCUSD", "incremental", [5, "Buy", 10000, 1])])
+    first = Harness([trades("BTCUSD", "snapshot", [5, "Buy", 10000, 1])])
     first.capture().run(deadline=first.clock.now + 1)
     h.store.saved = first.store.saved
     capture = h.capture()
     capture.run(deadline=h.clock.now + 1)
-    assert [(g.from_ts_ns, g.to_ts_ns, g.reason) for g in h.ledger.gaps] == [
+    assert [(g.from_ts_ns - T0, g.to_ts_ns - T0, g.reason) for g in h.ledger.gaps] == [
         (5, 40, "snapshot_short")
     ]
     assert capture.stats.gaps == 1

@@ -1,138 +1,25 @@
-"""Exactly once across reconnects, restarts and crashes: the properties of ARCHITECTURE.md §5.
-
-The property test plays a random tape through random sessions: each session subscribes (a
-snapshot of the last S published trades), receives some incremental frames, then reconnects
-(state kept), restarts (flush, resume from the saved cursor) or crashes (unflushed trades lost,
-resume from the saved cursor). Whatever happens, the lake holds every trade of the tape since it
-started, except inside declared gaps, and never one twice.
+"""The cursor and the reconciler: dedup by count, gaps where a snapshot proves nothing, and a
+cursor file that no JSON tool can round. The end-to-end property is in test_exactly_once.py.
 """
 
 from __future__ import annotations
 
-from collections import Counter
-from dataclasses import dataclass, field
+import json
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
-from tradelake.cursor import NO_CURSOR, Cursor, Reconciler
-from tradelake.model import Fill, Gap, Trade
+from tradelake.cursor import Batch, Cursor, Reconciler, SymbolCursor
+from tradelake.model import EARLIEST_NS, SNAPSHOT, Fill, Gap, parse_fixed
 
 SYMBOL = "BTCUSD"
-Identity = tuple[int, str, int, int, int]
-
-
-def identities(fills: list[Fill]) -> list[Identity]:
-    """The tape's ground truth: k counts identical fills earlier in the same nanosecond."""
-    seen: Counter[Fill] = Counter()
-    out = []
-    for f in fills:
-        out.append((*f, seen[f]))
-        seen[f] += 1
-    return out
-
-
-def identity(t: Trade) -> Identity:
-    return (t.ts_ns, t.side, t.price, t.qty, t.k)
-
-
-FILL_VALUES = st.tuples(st.sampled_from(["buy", "sell"]), st.sampled_from([10, 20]))
-# frames of nanosecond groups of (side, price) pairs; tiny value domains force identical tuples
-TAPE_SHAPES = st.lists(
-    st.lists(
-        st.tuples(st.integers(1, 3), st.lists(FILL_VALUES, min_size=1, max_size=4)),
-        min_size=1,
-        max_size=3,
-    ),
-    min_size=1,
-    max_size=30,
-)
-
-
-def frames_of(shape: list[list[tuple[int, list[tuple[str, int]]]]]) -> list[list[Fill]]:
-    """Frames of fills in time order; a nanosecond never spans two frames."""
-    frames, ts = [], 1_000
-    for groups in shape:
-        frame = []
-        for step, values in groups:
-            ts += step
-            frame += [Fill(ts, side, price, 1) for side, price in values]
-        frames.append(frame)
-    return frames
-
-
-@dataclass
-class Lake:
-    """An in-memory sink, cursor store and gap ledger with crash semantics."""
-
-    written: list[Trade] = field(default_factory=list)
-    buffer: list[Trade] = field(default_factory=list)
-    gaps: list[Gap] = field(default_factory=list)
-    saved: dict[str, object] = field(default_factory=lambda: Cursor().to_json())
-
-    def flush(self) -> None:
-        cursor = Cursor.from_json(self.saved)
-        cursor.advance(self.buffer)
-        self.written += self.buffer
-        self.buffer = []
-        self.saved = cursor.to_json()
-
-    def resume(self) -> Reconciler:
-        return Reconciler(SYMBOL, Cursor.from_json(self.saved).symbols.get(SYMBOL))
-
-
-@settings(max_examples=400, deadline=None)
-@given(shape=TAPE_SHAPES, snapshot_size=st.integers(1, 12), data=st.data())
-def test_the_lake_equals_the_tape_outside_gaps_and_never_twice(
-    shape: list[list[tuple[int, list[tuple[str, int]]]]], snapshot_size: int, data: st.DataObject
-) -> None:
-    frames = frames_of(shape)
-    lake = Lake()
-    reconciler = lake.resume()
-    start_ts = NO_CURSOR  # oldest trade of the snapshot the lake (re)started from
-    position = data.draw(st.integers(0, len(frames)), label="first subscribe")
-    while True:
-        published = [f for frame in frames[:position] for f in frame]
-        snapshot = published[-snapshot_size:]
-        if reconciler.ts_ns == NO_CURSOR and snapshot:
-            start_ts = snapshot[0].ts_ns
-        trades, gaps = reconciler.snapshot(snapshot, recv_ns=0, seq=0)
-        lake.buffer += trades
-        lake.gaps += gaps
-        end = data.draw(st.integers(min(position + 1, len(frames)), len(frames)), label="cut")
-        for frame in frames[position:end]:
-            trades, gaps = reconciler.incremental(frame, recv_ns=0, seq=1)
-            assert not gaps, "in-order incrementals never open a gap"
-            lake.buffer += trades
-            if data.draw(st.booleans(), label="flush"):
-                lake.flush()
-        if end == len(frames):
-            lake.flush()
-            break
-        outcome = data.draw(st.sampled_from(["reconnect", "restart", "crash"]), label="then")
-        if outcome == "restart":
-            lake.flush()
-        if outcome == "crash":
-            lake.buffer = []
-        if outcome != "reconnect":
-            reconciler = lake.resume()
-        position = data.draw(st.integers(end, len(frames)), label="resubscribe at")
-
-    truth = identities([f for frame in frames for f in frame])
-    got = [identity(t) for t in lake.written]
-    assert len(got) == len(set(got)), "a trade was written twice"
-    assert set(got) <= set(truth), "a trade that never happened"
-    delivered_until = frames[-1][-1].ts_ns
-    missing = [i for i in truth if start_ts < i[0] <= delivered_until and i not in set(got)]
-    for ts, *_ in missing:
-        assert any(g.from_ts_ns <= ts <= g.to_ts_ns for g in lake.gaps), f"lost {ts} outside gaps"
-    for g in lake.gaps:
-        assert g.from_ts_ns <= g.to_ts_ns
 
 
 def fill(ts: int, side: str = "buy", price: int = 10, qty: int = 1) -> Fill:
     return Fill(ts, side, price, qty)
+
+
+def snapshot(*fills: Fill, recv_ns: int = 0) -> list[Batch]:
+    return [Batch(fills, recv_ns, 0, SNAPSHOT)]
 
 
 def test_identical_tuples_in_one_nanosecond_are_distinct_trades() -> None:
@@ -144,7 +31,7 @@ def test_snapshot_at_the_cursor_nanosecond_is_reconciled_by_count() -> None:
     reconciler = Reconciler(SYMBOL)
     reconciler.incremental([fill(4), fill(5), fill(5)], 0, 0)
     # reconnect: the snapshot holds three identical fills at 5 (one arrived while away) and a 6
-    trades, gaps = reconciler.snapshot([fill(4), fill(5), fill(5), fill(5), fill(6)], 0, 0)
+    trades, gaps = reconciler.reconcile(snapshot(fill(4), fill(5), fill(5), fill(5), fill(6)), 0)
     assert [(t.ts_ns, t.k, t.source) for t in trades] == [(5, 2, "snapshot"), (6, 0, "snapshot")]
     assert gaps == []
     assert reconciler.duplicates == 3
@@ -153,9 +40,51 @@ def test_snapshot_at_the_cursor_nanosecond_is_reconciled_by_count() -> None:
 def test_a_snapshot_that_does_not_reach_the_cursor_declares_the_interval_between() -> None:
     reconciler = Reconciler(SYMBOL)
     reconciler.incremental([fill(100)], 0, 0)
-    trades, gaps = reconciler.snapshot([fill(250), fill(300)], recv_ns=7, seq=0)
+    trades, gaps = reconciler.reconcile(snapshot(fill(250), fill(300)), detected_ns=7)
     assert len(trades) == 2
     assert gaps == [Gap(SYMBOL, 100, 250, 7, "snapshot_short")]
+
+
+def test_a_snapshot_starting_at_the_cursor_nanosecond_declares_that_instant() -> None:
+    """The cursor stopped inside nanosecond 5 (A acknowledged, the rest of it not): the
+    snapshot's oldest row is at 5, so the fills of 5 that fell off it cannot be known."""
+    cursor = Cursor()
+    first, _ = Reconciler(SYMBOL).incremental([fill(5), fill(5), fill(5)], 0, 0)
+    cursor.advance(first[:1])
+    reconciler = Reconciler(SYMBOL, cursor.symbols[SYMBOL])
+    trades, gaps = reconciler.reconcile(snapshot(fill(5), fill(5), fill(6)), detected_ns=9)
+    assert [(t.ts_ns, t.k) for t in trades] == [(5, 1), (6, 0)]
+    assert gaps == [Gap(SYMBOL, 5, 5, 9, "snapshot_short")]
+    # one row older than the cursor's nanosecond proves it complete: no gap
+    proven = Reconciler(SYMBOL, cursor.symbols[SYMBOL])
+    _, gaps = proven.reconcile(snapshot(fill(4), fill(5), fill(5), fill(5)), detected_ns=9)
+    assert gaps == []
+
+
+def test_without_a_cursor_everything_before_the_first_row_is_declared() -> None:
+    trades, gaps = Reconciler(SYMBOL).reconcile(snapshot(fill(EARLIEST_NS + 50)), detected_ns=3)
+    assert len(trades) == 1
+    assert gaps == [Gap(SYMBOL, EARLIEST_NS, EARLIEST_NS + 50, 3, "no_cursor")]
+
+
+def test_incremental_fills_within_the_reconciled_snapshot_are_duplicates() -> None:
+    """A snapshot cut later than the incrementals in flight: they repeat what it held."""
+    reconciler = Reconciler(SYMBOL)
+    reconciler.reconcile(snapshot(fill(10), fill(11), fill(11)), 0)
+    trades, gaps = reconciler.incremental([fill(11), fill(11), fill(12)], 0, 0)
+    assert [(t.ts_ns, t.k) for t in trades] == [(12, 0)]
+    assert gaps == []
+    assert reconciler.duplicates == 2
+
+
+def test_fills_beyond_what_the_snapshot_held_at_its_newest_nanosecond_are_new() -> None:
+    """The snapshot was cut while nanosecond 11 was being filled: it holds one of its two A."""
+    reconciler = Reconciler(SYMBOL)
+    reconciler.reconcile(snapshot(fill(10), fill(11), fill(11, "sell")), 0)
+    trades, gaps = reconciler.incremental([fill(11), fill(11, "sell"), fill(11), fill(12)], 0, 0)
+    assert [(t.ts_ns, t.side, t.k) for t in trades] == [(11, "buy", 1), (12, "buy", 0)]
+    assert gaps == []
+    assert reconciler.duplicates == 2
 
 
 def test_a_fill_older_than_the_cursor_is_dropped_and_declared() -> None:
@@ -181,17 +110,122 @@ def test_cursor_advances_per_symbol_to_the_newest_nanosecond_only() -> None:
     assert Cursor.from_json(cursor.to_json()) == cursor
 
 
+def v2(entry: object, **extra: object) -> dict[str, object]:
+    """A version 2 cursor with one symbol, ``BTCUSD``, holding ``entry``."""
+    return {"version": 2, "symbols": {"BTCUSD": entry}, **extra}
+
+
+def with_fills(*fills: object, ts_ns: object = "1625342240710279103") -> dict[str, object]:
+    return v2({"ts_ns": ts_ns, "fills": list(fills)})
+
+
+GOOD_FILL = ["buy", "32991.5", "40", 1]
+
+
 @pytest.mark.parametrize(
-    "data",
+    ("data", "reason"),
     [
-        {"version": 2, "symbols": {}},
-        {"version": 1, "symbols": {"A": {"ts_ns": 1}}},
-        {"version": 1, "symbols": {"A": {"ts_ns": 1, "fills": [["buy", "1e3", "1", 1]]}}},
+        ({"version": "2", "symbols": {}}, r"unsupported cursor version '2'"),
+        ({"version": 2.0, "symbols": {}}, r"unsupported cursor version 2\.0"),
+        ({"version": True, "symbols": {}}, r"unsupported cursor version True"),
+        ({"symbols": {}}, r"unsupported cursor version None"),
+        ({"version": 2, "symbols": []}, r"symbols must be an object, not list"),
+        ({"version": 2}, r"symbols must be an object, not null"),
+        ({"version": 2, "symbols": {}, "note": 1}, r"cursor has unknown keys \['note'\]"),
+        (v2([]), r"cursor for BTCUSD must be an object"),
+        (v2({"ts_ns": "1"}), r"cursor for BTCUSD needs both ts_ns and fills"),
+        (v2({"ts_ns": "1", "fills": [], "k": 0}), r"cursor for BTCUSD has unknown keys \['k'\]"),
+        (with_fills(ts_ns=1625342240710279103), r"BTCUSD: ts_ns must be a string .* rounded"),
+        (with_fills(ts_ns=1.6e18), r"BTCUSD: ts_ns must be a string .*not float"),
+        (with_fills(ts_ns="-1"), r"BTCUSD: ts_ns must be a string of decimal digits, not '-1'"),
+        (with_fills(ts_ns="1.6e18"), r"BTCUSD: ts_ns .* not '1\.6e18'"),
+        (with_fills(ts_ns=""), r"BTCUSD: ts_ns .* not ''"),
+        (with_fills(ts_ns="０１"), r"BTCUSD: ts_ns"),  # fullwidth digits are digits to isdigit
+        (with_fills(ts_ns="0123"), r"BTCUSD: ts_ns .* not '0123'"),
+        (v2({"ts_ns": "1", "fills": {}}), r"BTCUSD: fills must be a list, not dict"),
+        (with_fills(["buy", "1", "1"]), r"BTCUSD: fills\[0\] must be a list \[side"),
+        (with_fills(("buy", "1", "1", 1)), r"BTCUSD: fills\[0\] must be a list"),  # not JSON
+        (with_fills(GOOD_FILL, "x"), r"BTCUSD: fills\[1\] must be a list"),
+        (with_fills(["Buy", "1", "1", 1]), r"BTCUSD: fills\[0\]: side must be 'buy' or 'sell'"),
+        (with_fills(["buy", "1e3", "1", 1]), r"BTCUSD: fills\[0\]: price must be .* '1e3'"),
+        (with_fills(["buy", 32991.5, "1", 1]), r"BTCUSD: fills\[0\]: price .* 32991\.5"),
+        (with_fills(["buy", "32991.50", "1", 1]), r"BTCUSD: fills\[0\]: price .*'32991\.50'"),
+        (with_fills(["buy", "+1", "1", 1]), r"BTCUSD: fills\[0\]: price"),
+        (with_fills(["buy", "-1", "1", 1]), r"BTCUSD: fills\[0\]: price must be a positive"),
+        (with_fills(["buy", "0", "1", 1]), r"BTCUSD: fills\[0\]: price must be a positive"),
+        (with_fills(["buy", "-.", "1", 1]), r"BTCUSD: fills\[0\]: price"),
+        (with_fills(["buy", "1" + "0" * 18, "1", 1]), r"BTCUSD: fills\[0\]: price"),
+        (with_fills(["buy", "1", "0", 1]), r"BTCUSD: fills\[0\]: qty must be a positive"),
+        (with_fills(["buy", "1", 40, 1]), r"BTCUSD: fills\[0\]: qty .* not 40"),
+        (with_fills(["buy", "1", ".5", 1]), r"BTCUSD: fills\[0\]: qty .* not '\.5'"),
+        (with_fills(["buy", "1", "1", 0]), r"BTCUSD: fills\[0\]: count must be an integer >= 1"),
+        (with_fills(["buy", "1", "1", "1"]), r"BTCUSD: fills\[0\]: count .* not '1'"),
+        (with_fills(["buy", "1", "1", 1.0]), r"BTCUSD: fills\[0\]: count .* not 1\.0"),
+        (with_fills(["buy", "1", "1", True]), r"BTCUSD: fills\[0\]: count .* not True"),
+        (with_fills(GOOD_FILL, ["buy", "32991.5", "40", 2]), r"BTCUSD: fills\[1\] repeats"),
     ],
 )
-def test_a_malformed_cursor_is_refused_with_a_reason(data: dict[str, object]) -> None:
-    with pytest.raises(ValueError, match=r"cursor|version"):
-        Cursor.from_json(data)
+def test_a_malformed_cursor_is_refused_with_a_reason(data: object, reason: str) -> None:
+    with pytest.raises(ValueError, match=reason):
+        Cursor.from_json(data)  # type: ignore[arg-type]  # JSON of any shape
+
+
+def test_a_version_1_cursor_is_refused_with_what_to_do() -> None:
+    old = {"version": 1, "symbols": {"BTCUSD": {"ts_ns": 1625342240710279103, "fills": []}}}
+    with pytest.raises(ValueError, match="version 1 is no longer read") as refused:
+        Cursor.from_json(old)
+    assert "move the cursor aside" in str(refused.value)
+    assert "the next snapshot then fills in what it can" in str(refused.value)
+
+
+def test_the_cursor_json_is_version_2_with_integers_only_and_ts_ns_as_a_string() -> None:
+    cursor = Cursor(
+        {
+            "BTCUSD": SymbolCursor(
+                1625342240710279103,
+                {("buy", parse_fixed("32991.5"), parse_fixed("40")): 1, ("sell", 1, 1): 3},
+            ),
+            "sBTCUSDT": SymbolCursor(1625342240710279104, {}),
+        }
+    )
+    data = cursor.to_json()
+    assert data == {
+        "version": 2,
+        "symbols": {
+            "BTCUSD": {
+                "ts_ns": "1625342240710279103",
+                "fills": [["buy", "32991.5", "40", 1], ["sell", "0.0000000001", "0.0000000001", 3]],
+            },
+            "sBTCUSDT": {"ts_ns": "1625342240710279104", "fills": []},
+        },
+    }
+    text = json.dumps(data)
+    # what a JSON tool that reads every number as a double does to it changes nothing
+    assert json.loads(text, parse_int=lambda n: int(float(n))) == data
+    assert not any(type(n) is float for n in numbers(json.loads(text)))
+    assert all(abs(n) <= 2**53 for n in numbers(json.loads(text)))
+    assert Cursor.from_json(json.loads(text)) == cursor
+
+
+def numbers(value: object) -> list[int | float]:
+    """Every JSON number in ``value``, however deep."""
+    if isinstance(value, dict):
+        return [n for v in value.values() for n in numbers(v)]
+    if isinstance(value, list):
+        return [n for v in value for n in numbers(v)]
+    return [value] if isinstance(value, int | float) and not isinstance(value, bool) else []
+
+
+def test_the_example_cursor_of_the_readme_reads() -> None:
+    example = (
+        '{"version": 2, "symbols": {"BTCUSD": {"ts_ns": "1625342240710279103",'
+        ' "fills": [["buy", "32991.5", "40", 1]]}}}'
+    )
+    cursor = Cursor.from_json(json.loads(example))
+    assert cursor.symbols["BTCUSD"] == SymbolCursor(
+        1625342240710279103, {("buy", parse_fixed("32991.5"), parse_fixed("40")): 1}
+    )
+    assert cursor.to_json() == json.loads(example)
 
 
 def test_merge_takes_the_newer_position_of_each_symbol() -> None:

@@ -14,8 +14,9 @@ from tradelake.adapters.lake_files import (
     read_gaps,
     write_atomically,
 )
+from tradelake.adapters.parquet_sink import ParquetSink
 from tradelake.cursor import Cursor, SymbolCursor
-from tradelake.model import Gap, parse_fixed
+from tradelake.model import INCREMENTAL, Gap, Trade, parse_fixed
 from tradelake.schema import GAP_COLUMNS
 
 
@@ -50,7 +51,15 @@ def test_cursor_round_trip_replaces_atomically(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["{not json", "[1, 2]", '{"version": 2}', '{"version": 1, "symbols": {"X": {}}}', "\xff"],
+    [
+        "{not json",
+        "[1, 2]",
+        '{"version": 2}',
+        '{"version": 1, "symbols": {}}',
+        '{"version": 2, "symbols": {"X": {}}}',
+        '{"version": 2, "symbols": {"X": {"ts_ns": 1764252000123456789, "fills": []}}}',
+        "\xff",
+    ],
 )
 def test_corrupt_cursor_names_the_file_and_what_to_do(tmp_path: Path, text: str) -> None:
     store = FileCursorStore(tmp_path)
@@ -76,6 +85,83 @@ def test_failed_rename_keeps_the_old_file_and_no_temp(
         write_atomically(target, b"new")
     assert files(tmp_path) == [target]
     assert target.read_bytes() == b"old"
+
+
+def test_a_version_1_cursor_file_says_it_is_no_longer_read(tmp_path: Path) -> None:
+    store = FileCursorStore(tmp_path)
+    store.path.parent.mkdir(parents=True)
+    store.path.write_text('{"version": 1, "symbols": {"BTCUSD": {"ts_ns": 1, "fills": []}}}')
+    with pytest.raises(ValueError, match="version 1 is no longer read") as raised:
+        store.load()
+    assert str(store.path) in str(raised.value)
+    assert "move it aside" in str(raised.value)
+
+
+def test_the_cursor_file_holds_ts_ns_as_a_string(tmp_path: Path) -> None:
+    store = FileCursorStore(tmp_path)
+    store.save(a_cursor())
+    saved = json.loads(store.path.read_text())
+    assert saved["version"] == 2
+    assert saved["symbols"]["BTCUSD"]["ts_ns"] == "1764252000123456789"
+
+
+class FsyncLog:
+    """Wraps ``os.fsync`` to record what each call made durable, as an existing path."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, candidates: Path) -> None:
+        self.candidates = candidates
+        self.synced: list[tuple[int, int]] = []
+        real = os.fsync
+
+        def fsync(fd: int) -> None:
+            st = os.fstat(fd)
+            self.synced.append((st.st_dev, st.st_ino))
+            real(fd)
+
+        monkeypatch.setattr(os, "fsync", fsync)
+
+    def paths(self) -> list[Path]:
+        """The fsynced files and directories in call order (a since-renamed file by its name)."""
+        by_inode = {(p.stat().st_dev, p.stat().st_ino): p for p in self.candidates.rglob("*")}
+        by_inode[(self.candidates.stat().st_dev, self.candidates.stat().st_ino)] = self.candidates
+        return [by_inode[i] for i in self.synced]
+
+
+def test_new_directories_are_made_durable_deepest_first_before_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "root"
+    (root / "a").mkdir(parents=True)
+    target = root / "a" / "b" / "c" / "d" / "file.bin"
+    log = FsyncLog(monkeypatch, root)
+    write_atomically(target, b"data")
+    a, b, c, d = root / "a", root / "a" / "b", root / "a" / "b" / "c", target.parent
+    # each new level's entry is in its parent: c holds d, b holds c, and a, the first ancestor
+    # that already existed, holds b; then the file itself, then its rename in d
+    assert log.paths() == [c, b, a, target, d]
+
+    log.synced.clear()
+    write_atomically(target.with_name("second.bin"), b"more")
+    assert log.paths() == [target.with_name("second.bin"), d], "existing directories: no extra"
+
+
+def test_a_new_partition_is_durable_when_the_sink_acknowledges(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lake = tmp_path / "lake"
+    lake.mkdir()
+    log = FsyncLog(monkeypatch, lake)
+    trade = Trade("BTCUSD", 1_764_252_000_123_456_789, "buy", 1, 1, 0, 0, 0, INCREMENTAL)
+    sink = ParquetSink(lake)
+    sink.add([trade])
+    assert sink.flush() == [trade]
+    (written,) = lake.rglob("*.parquet")
+    levels = [lake]
+    for name in ["trades", "symbol=BTCUSD", "year=2025", "month=11", "day=27", "hour=14"]:
+        levels.append(levels[-1] / name)
+    assert written.parent == levels[-1]
+    # hour=14 is in day=27, ..., trades is in the lake: all durable before flush returns
+    assert log.paths() == [*reversed(levels[:-1]), written, levels[-1]]
 
 
 GAPS = [

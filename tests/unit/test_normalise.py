@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tradelake.markets import instrument, scales_from_products
-from tradelake.model import FIXED_ONE, Fill, format_fixed, parse_fixed
+from tradelake.markets import Instrument, Market, instrument, instruments_from_products, market_of
+from tradelake.model import EARLIEST_NS, FIXED_ONE, LATEST_NS, Fill, format_fixed, parse_fixed
 from tradelake.normalise import fills
 
 
@@ -37,60 +37,123 @@ def test_perpetual_decimal_strings_are_taken_exactly() -> None:
     assert as_decimal(rows[0].qty) == Decimal("244.65")
 
 
-def test_scales_from_the_products_list_override_the_fallback() -> None:
+def test_market_types_and_scales_come_from_the_products_list() -> None:
     products = {
         "code": 0,
         "data": {
             "products": [
                 {"symbol": "BTCUSD", "type": "Perpetual", "priceScale": 4},
                 {"symbol": "sFOOUSDT", "type": "Spot", "priceScale": 6, "valueScale": 2},
-                {"symbol": "BTCUSDT", "type": "PerpetualV2", "priceScale": 4},
+                {"symbol": "FOOUSDT", "type": "Spot", "priceScale": 8, "valueScale": 8},
+                {"symbol": "ETHUSD", "type": "Perpetual", "priceScale": 11},  # unusable scale
+                {"symbol": "XUSD", "type": "Option", "priceScale": 4},
                 "junk",
-            ]
+            ],
+            "perpProductsV2": [{"symbol": "sBARUSDT", "type": "PerpetualV2", "priceScale": 0}],
         },
     }
-    scales = scales_from_products(products)
-    assert scales == {"BTCUSD": (4, 0), "sFOOUSDT": (6, 2)}
-    rows, _ = fills(instrument("sFOOUSDT", scales), [[1, "Buy", 1234567, 305]])
+    found = instruments_from_products(products)
+    assert found == {
+        "BTCUSD": Instrument("BTCUSD", Market.INVERSE, 4, 0),
+        "sFOOUSDT": Instrument("sFOOUSDT", Market.SPOT, 6, 2),
+        "FOOUSDT": Instrument("FOOUSDT", Market.SPOT, 8, 8),
+        "sBARUSDT": Instrument("sBARUSDT", Market.PERPETUAL, None, None),
+    }
+    # the list beats the shape rule both ways
+    assert instrument("FOOUSDT", found).subscribe_method == "trade.subscribe"
+    assert instrument("sBARUSDT", found).rows_key == "trades_p"
+    assert instrument("ETHUSD", found) == instrument("ETHUSD")  # not usable: the fallback
+    rows, _ = fills(instrument("sFOOUSDT", found), [[EARLIEST_NS, "Buy", 1234567, 305]])
     assert (format_fixed(rows[0].price), format_fixed(rows[0].qty)) == ("1.234567", "3.05")
+    assert instruments_from_products({"data": None}) == {}
+
+
+@pytest.mark.parametrize(
+    ("symbol", "market"),
+    [
+        ("s1INCHUSDT", Market.SPOT),
+        ("sBTCUSDT", Market.SPOT),
+        ("sBTCUSD", Market.SPOT),
+        ("BTCUSDT", Market.PERPETUAL),
+        ("1INCHUSDT", Market.PERPETUAL),
+        ("sandUSDT", Market.PERPETUAL),  # lower case after the s: not the spot prefix
+        ("BTCUSD", Market.INVERSE),
+    ],
+)
+def test_without_the_products_list_the_shape_decides(symbol: str, market: Market) -> None:
+    assert market_of(symbol) is market
+
+
+T0 = 1_795_737_600_000_000_000  # 2026-11-27T00:00Z
 
 
 def test_snapshot_rows_newest_first_come_out_oldest_first() -> None:
     rows, _ = fills(
-        instrument("BTCUSD"), [[3, "Buy", 10, 1], [2, "Sell", 10, 1], [1, "Buy", 10, 1]]
+        instrument("BTCUSD"), [[T0 + 3, "Buy", 10, 1], [T0 + 2, "Sell", 10, 1], [T0, "Buy", 10, 1]]
     )
-    assert [r.ts_ns for r in rows] == [1, 2, 3]
+    assert [r.ts_ns - T0 for r in rows] == [0, 2, 3]
 
 
 @pytest.mark.parametrize(
     "bad_row",
     [
-        [1, "Bid", 10, 1],  # unknown side
-        [1, "Buy", 10],  # short
-        ["1", "Buy", 10, 1],  # ts as text
-        [1, "Buy", 10.5, 1],  # float price: exactness already lost
-        [1, "Buy", -10, 1],  # negative price
-        [1, "Buy", 10, 0],  # zero quantity
+        [T0, "Bid", 10, 1],  # unknown side
+        [T0, "Buy", 10],  # short
+        [str(T0), "Buy", 10, 1],  # ts as text
+        [T0, "Buy", 10.5, 1],  # float price: exactness already lost
+        [T0, "Buy", "10", 1],  # a decimal string under trades: not this market's shape
+        [T0, "Buy", -10, 1],  # negative price
+        [T0, "Buy", 0, 1],  # zero price
+        [T0, "Buy", 10, 0],  # zero quantity
+        [1, "Buy", 10, 1],  # 1 ns after 1970: a unit mistake, not a trade
+        [LATEST_NS + 1, "Buy", 10, 1],  # beyond 2100
+        [2**64, "Buy", 10, 1],  # would overflow int64 in Parquet
         {"ts": 1},  # not a row
         None,
     ],
 )
 def test_a_bad_row_is_counted_and_its_neighbours_survive(bad_row: object) -> None:
-    rows, bad = fills(instrument("BTCUSD"), [[5, "Buy", 10, 1], bad_row, [4, "Sell", 20, 2]])
+    rows, bad = fills(
+        instrument("BTCUSD"), [[T0 + 5, "Buy", 10, 1], bad_row, [T0 + 4, "Sell", 20, 2]]
+    )
     assert bad == 1
-    assert [r.ts_ns for r in rows] == [4, 5]
+    assert [r.ts_ns - T0 for r in rows] == [4, 5]
 
 
-@pytest.mark.parametrize("bad_row", [[1, "Buy", 20700.3, "1"], [1, "Buy", "1e3", "1"]])
-def test_perpetual_rejects_floats_and_exponents(bad_row: list[object]) -> None:
-    rows, bad = fills(instrument("BTCUSDT"), [bad_row, [2, "Buy", "1.5", "2"]])
+@pytest.mark.parametrize(
+    "bad_row",
+    [
+        [T0, "Buy", 20700.3, "1"],  # a float: exactness already lost
+        [T0, "Buy", "1e3", "1"],  # an exponent is not a plain decimal
+        [T0, "Buy", 20700, "1"],  # an integer under trades_p: would be a priceEp, scaled wrong
+        [T0, "Buy", "1.5", 2],
+        [T0, "Buy", "0", "1"],  # zero price
+        [T0, "Buy", "-.", "1"],
+        [T0, "Buy", "1.5", "+."],
+        [T0, "Buy", "-1.5", "1"],
+    ],
+)
+def test_perpetual_takes_decimal_strings_only(bad_row: list[object]) -> None:
+    rows, bad = fills(instrument("BTCUSDT"), [bad_row, [T0 + 2, "Buy", "1.5", "2"]])
     assert (bad, len(rows)) == (1, 1)
 
 
+def test_the_window_bounds_timestamps_inclusively() -> None:
+    row = [[T0, "Buy", 10, 1]]
+    assert fills(instrument("BTCUSD"), row, (T0, T0)) == (
+        [Fill(T0, "buy", 10 * 10**6, FIXED_ONE)],
+        0,
+    )
+    assert fills(instrument("BTCUSD"), row, (T0 + 1, T0 + 9))[1] == 1
+    assert fills(instrument("BTCUSD"), row, (T0 - 9, T0 - 1))[1] == 1
+    # a window never reaches outside 2000..2100
+    assert fills(instrument("BTCUSD"), [[1, "Buy", 10, 1]], (0, 2**70))[1] == 1
+
+
 def test_a_value_beyond_decimal_28_10_is_rejected_not_rounded() -> None:
-    _, bad = fills(instrument("BTCUSDT"), [[1, "Buy", "1" + "0" * 18, "1"]])
+    _, bad = fills(instrument("BTCUSDT"), [[T0, "Buy", "1" + "0" * 18, "1"]])
     assert bad == 1
-    _, bad = fills(instrument("BTCUSDT"), [[1, "Buy", "12345678901.00000000001", "1"]])
+    _, bad = fills(instrument("BTCUSDT"), [[T0, "Buy", "12345678901.00000000001", "1"]])
     assert bad == 1
 
 
@@ -103,3 +166,14 @@ def test_fixed_point_round_trips_every_decimal_with_ten_places(value: Decimal) -
     assert as_decimal(fixed) == value
     assert parse_fixed(format_fixed(fixed)) == fixed
     assert Decimal(format_fixed(fixed)) == value
+
+
+@pytest.mark.parametrize("text", ["", ".", "+", "-", "+.", "-.", " 1", "1e3", "0x1", "1.2.3"])
+def test_text_without_a_digit_or_with_anything_else_is_not_a_decimal(text: str) -> None:
+    with pytest.raises(ValueError, match="not a plain decimal"):
+        parse_fixed(text)
+
+
+@pytest.mark.parametrize(("text", "value"), [("5.", 5 * FIXED_ONE), ("-.5", -FIXED_ONE // 2)])
+def test_one_digit_on_either_side_of_the_point_is_enough(text: str, value: int) -> None:
+    assert parse_fixed(text) == value

@@ -73,7 +73,14 @@ def test_load_takes_the_newer_of_payload_and_checkpoint_per_symbol(s3: Any) -> N
 
 
 @pytest.mark.parametrize(
-    "body", [b"{not json", b"[]", b'{"version": 2}', b'{"version": 1, "symbols": {"X": {}}}']
+    "body",
+    [
+        b"{not json",
+        b"[]",
+        b'{"version": 2}',
+        b'{"version": 1, "symbols": {}}',
+        b'{"version": 2, "symbols": {"X": {}}}',
+    ],
 )
 def test_a_corrupt_checkpoint_is_a_clear_error_naming_the_object(s3: Any, body: bytes) -> None:
     s3.put_object(Bucket=BUCKET, Key=KEY, Body=body)

@@ -16,7 +16,13 @@ from tradelake.markets import Market, instrument
 from tradelake.model import FIXED_ONE, SNAPSHOT, Fill, format_fixed
 from tradelake.normalise import fills
 from tradelake.simulator import load_tape, synthetic_tape
-from tradelake.simulator.wire import NotOnWire, encode_rows, garbage, trades_message
+from tradelake.simulator.wire import (
+    NotOnWire,
+    encode_rows,
+    garbage,
+    trades_message,
+    unreadable,
+)
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "phemex"
 START = 1_700_000_000 * 10**9
@@ -118,6 +124,17 @@ def test_garbage_never_carries_a_readable_trade(symbol: str) -> None:
         good, bad = fills(inst, msg.rows)
         assert good == [], frame
         assert bad == len(msg.rows) > 0, frame
+
+
+@pytest.mark.parametrize("symbol", ["ETHUSD", "XRPUSDT", "sFOOUSDT", *MARKETS])
+def test_unreadable_breaks_every_row(tape: dict[str, list[Fill]], symbol: str) -> None:
+    """What a bad snapshot carries: as many rows as a real one, and not one readable."""
+    inst = instrument(symbol)
+    rows = encode_rows(inst, tape[symbol][:200])
+    broken = unreadable(random.Random(2), rows)
+    assert len(broken) == len(rows)
+    assert fills(inst, broken) == ([], len(rows))
+    assert len({orjson.dumps(row) for row in broken}) > 100, "broken in many ways"
 
 
 def test_load_tape_reads_the_real_fixture_files() -> None:

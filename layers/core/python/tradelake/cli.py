@@ -13,13 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn, TextIO
 
-from tradelake.capture import (
-    Capture,
-    CaptureConfig,
-    CaptureStats,
-    SourceUnreachable,
-    SubscriptionRejected,
-)
+from tradelake.capture import Capture, CaptureConfig, SourceUnreachable, SubscriptionRejected
+from tradelake.feed import CaptureStats, FeedConfig
 from tradelake.markets import UnknownSymbolError, market_of
 from tradelake.simulator.cli import add_arguments as add_simulate_arguments
 
@@ -104,6 +99,13 @@ def parser() -> Parser:
     capture.add_argument(
         "--record", type=Path, metavar="FILE", help="also keep every raw frame (gzip JSON lines)"
     )
+    capture.add_argument(
+        "--replay",
+        action="store_true",
+        help="the source replays a recorded tape or runs faster than real time: accept trade "
+        "times far from the local clock (live capture refuses rows over a day old or a minute "
+        "ahead)",
+    )
     capture.add_argument("-v", "--verbose", action="store_true", help="log every warning")
 
     simulate = commands.add_parser(
@@ -119,7 +121,13 @@ def parser() -> Parser:
     demo.add_argument("--seconds", type=seconds_arg, default=25.0, help="wall-clock budget")
     demo.add_argument("--seed", type=int, default=7)
 
-    query = commands.add_parser("query", help="run SQL (DuckDB) over the lake: views trades, gaps")
+    query = commands.add_parser(
+        "query",
+        help="run SQL (DuckDB) over the lake: views trades, trades_stored, gaps",
+        description="DuckDB SQL over the lake. Views: trades (each trade_key once, the first"
+        " received copy), trades_stored (every stored row, duplicates included: for audits),"
+        " gaps (the gap ledger).",
+    )
     query.add_argument("sql")
     query.add_argument("--lake", type=Path, default=DEFAULT_LAKE, help="default ./lake")
     return p
@@ -148,18 +156,19 @@ def capture_command(args: argparse.Namespace) -> int:
     from tradelake.adapters import websocket_source
     from tradelake.adapters.lake_files import FileCursorStore, JsonlGapLedger
     from tradelake.adapters.parquet_sink import ParquetSink
-    from tradelake.adapters.products_http import fetch_scales
+    from tradelake.adapters.products_http import fetch_products
     from tradelake.adapters.tape_file import TapeRecorder
 
     recorder = TapeRecorder(args.record) if args.record else None
     status = StatusLine(sys.stderr)
+    feed = FeedConfig(max_row_age_s=None, max_row_lead_s=None) if args.replay else FeedConfig()
     capture = Capture(
-        CaptureConfig(url=args.url, symbols=args.symbols),
+        CaptureConfig(url=args.url, symbols=args.symbols, feed=feed),
         sink=ParquetSink(args.lake, max_age_s=LOCAL_FLUSH_AGE_S),
         cursor_store=FileCursorStore(args.lake),
         gap_ledger=JsonlGapLedger(args.lake),
         connect=websocket_source.connect,
-        scales=fetch_scales(args.url),
+        products=fetch_products(args.url),
         recorder=recorder.write if recorder else None,
         on_status=status.update,
     )
@@ -178,7 +187,9 @@ def capture_command(args: argparse.Namespace) -> int:
     print(summary(capture.stats, time.monotonic() - started, args.lake), file=sys.stderr)
     if recorder:
         print(f"recorded {recorder.frames:,} frames to {recorder.path}", file=sys.stderr)
-    return 0
+    for reason in capture.stats.rejected.values():
+        print(f"tradelake capture: not captured: {reason}", file=sys.stderr)
+    return 1 if capture.stats.rejected else 0
 
 
 class StatusLine:
@@ -213,9 +224,12 @@ class StatusLine:
 
 
 def summary(stats: CaptureStats, elapsed_s: float, lake: Path) -> str:
-    rows = [f"{'symbol':<12}{'received':>12}{'written':>12}{'dup dropped':>13}{'gaps':>6}"]
+    rows = [
+        f"{'symbol':<12}{'received':>12}{'written':>12}{'dup dropped':>13}{'gaps':>6}"
+        f"{'bad rows':>10}"
+    ]
     rows += [
-        f"{s:<12}{x.received:>12,}{x.written:>12,}{x.duplicates:>13,}{x.gaps:>6}"
+        f"{s:<12}{x.received:>12,}{x.written:>12,}{x.duplicates:>13,}{x.gaps:>6}{x.bad_rows:>10,}"
         for s, x in stats.symbols.items()
     ]
     return "\n".join(

@@ -21,11 +21,12 @@ from tradelake.adapters import websocket_source
 from tradelake.adapters.duckdb_lake import connect
 from tradelake.adapters.lake_files import FileCursorStore, JsonlGapLedger, read_gaps
 from tradelake.adapters.parquet_sink import ParquetSink
-from tradelake.capture import Capture, CaptureConfig, CaptureStats
+from tradelake.capture import Capture, CaptureConfig
+from tradelake.feed import CaptureStats, FeedConfig
 from tradelake.simulator import Faults, Simulator, SimulatorConfig, SimulatorStats, synthetic_tape
 from tradelake.verify import SymbolCheck, check
 
-SYMBOLS = ("BTCUSD", "BTCUSDT", "sBTCUSDT")
+SYMBOLS = ("BTCUSD", "BTCUSDT", "sBTCUSDT", "s1INCHUSDT")
 MARKET_START = datetime(2026, 11, 27, tzinfo=UTC)
 TRADES_PER_WALL_SECOND = 700
 """Per symbol. A reconnect takes ~0.1 s, so a 200-trade snapshot covers it with room to spare;
@@ -48,6 +49,9 @@ ORDER BY symbol, hour
 @dataclass(frozen=True)
 class DemoResult:
     checks: list[SymbolCheck]
+    """Every read de-duplicates by trade_key: these compare what a reader sees with the tape."""
+    stored: dict[str, int]
+    """Rows stored per symbol, duplicates included (a crash between publish and cursor save)."""
     capture: CaptureStats
     simulator: SimulatorStats
 
@@ -72,6 +76,9 @@ def run_demo(
         malformed_rate=0.02,
         error_rate=0.1,  # five refusals in a row (fatal) then have odds of 1e-5
         unknown_keys=True,
+        late_snapshot_rate=0.2,
+        lost_snapshot_rate=0.1,
+        bad_snapshot_rate=0.1,
         seed=seed,
     )
     config = SimulatorConfig(compression=hours * 3600 / seconds, faults=faults)
@@ -91,11 +98,13 @@ def run_demo(
                 dead_after_s=1.5,
                 backoff_initial_s=0.05,
                 backoff_max_s=0.5,
+                feed=FeedConfig(snapshot_timeout_s=0.5),
             ),
             sink=ParquetSink(lake, max_age_s=2.0),
             cursor_store=FileCursorStore(lake),
             gap_ledger=JsonlGapLedger(lake),
             connect=websocket_source.connect,
+            wall_ns=sim.event_ns,  # receipt times in market time: the trade-time window holds
         )
         capture_until_caught_up(sim, capture, budget_s=seconds * 3)
     elapsed = time.monotonic() - started
@@ -105,7 +114,8 @@ def run_demo(
     for symbol, ts_ns, key in con.sql("SELECT symbol, ts_ns, trade_key FROM trades").fetchall():
         rows.setdefault(symbol, []).append((ts_ns, key))
     checks = check(tape, rows, read_gaps(lake))
-    result = DemoResult(checks, capture.stats, sim.stats)
+    stored = dict(con.sql("SELECT symbol, count(*) FROM trades_stored GROUP BY 1").fetchall())
+    result = DemoResult(checks, stored, capture.stats, sim.stats)
     _report(result, elapsed, lake, out)
     print("\nSample DuckDB query over the lake (hourly OHLCV):", file=out)
     print(SAMPLE_QUERY.strip(), file=out)
@@ -145,29 +155,34 @@ def capture_until_caught_up(sim: Simulator, capture: Capture, budget_s: float) -
 
 def _report(result: DemoResult, elapsed: float, lake: Path, out: TextIO) -> None:
     sim, cap = result.simulator, result.capture
+    resubscribes = sum(s.resubscribes for s in cap.symbols.values())
     print(
         f"\nsimulator: {sim.connections} connections; injected {sim.drops} drops without close "
         f"frame, {sim.closes} clean closes, {sim.stalls} stalls, {sim.malformed} malformed "
-        f"frames, {sim.errors} error replies, {sim.unknown} unknown messages",
+        f"frames, {sim.errors} error replies, {sim.unknown} unknown messages, "
+        f"{sim.late_snapshots} late, {sim.lost_snapshots} lost and {sim.bad_snapshots} "
+        "unusable snapshots",
         file=out,
     )
     print(
         f"capture:   {elapsed:.1f} s, {cap.reconnects} reconnects ({cap.dead_connections} "
-        f"detected dead by silence), {cap.malformed_frames} malformed frames skipped, "
-        f"{cap.subscribe_errors} error replies retried, {cap.flushes} flushes",
+        f"detected dead by silence), {resubscribes} re-subscribes for a snapshot, "
+        f"{cap.malformed_frames} malformed frames skipped, {cap.subscribe_errors} error replies "
+        f"retried, {cap.flushes} flushes",
         file=out,
     )
     print(f"\nlake {lake}/ against the simulator's ground truth:", file=out)
-    header = ("symbol", "expected", "in lake", "dup dropped", "gaps", "missing in gaps")
+    header = ("symbol", "expected", "read", "stored twice", "dup dropped", "gaps", "in gaps")
     print(
-        f"  {header[0]:<10}" + "".join(f"{h:>16}" for h in header[1:]) + f"{'MISSING':>10}",
+        f"  {header[0]:<11}" + "".join(f"{h:>13}" for h in header[1:]) + f"{'MISSING':>10}",
         file=out,
     )
     for c in result.checks:
         s = cap.symbols[c.symbol]
+        twice = result.stored.get(c.symbol, 0) - c.in_lake
         print(
-            f"  {c.symbol:<10}{c.expected:>16,}{c.in_lake:>16,}{s.duplicates:>16,}{s.gaps:>16,}"
-            f"{c.missing_in_gaps:>16,}{c.missing_outside_gaps:>10,}",
+            f"  {c.symbol:<11}{c.expected:>13,}{c.in_lake:>13,}{twice:>13,}{s.duplicates:>13,}"
+            f"{s.gaps:>13,}{c.missing_in_gaps:>13,}{c.missing_outside_gaps:>10,}",
             file=out,
         )
     if result.complete:

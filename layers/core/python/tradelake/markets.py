@@ -9,14 +9,14 @@ Three market types share one websocket:
 - spot (``sBTCUSDT``): ``trade.subscribe``, rows under ``trades``, ``priceEp`` and quantity scaled
   by 10^8.
 
-Scales come from the products list (``GET /public/products``) when it can be fetched, otherwise
-from ``FALLBACK_SCALES``.
+The market type and scales come from Phemex's products list (``GET /public/products``) when it
+can be fetched; otherwise the symbol's shape decides (``market_of``) and ``FALLBACK_SCALES`` hold.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -45,13 +45,17 @@ class UnknownSymbolError(ValueError):
 
 
 def market_of(symbol: str) -> Market:
-    """Tell the market type from the symbol's shape: ``sXXX`` spot, ``…USDT`` perpetual."""
+    """The market type from the symbol's shape alone, when the products list is not at hand.
+
+    ``s`` followed by an uppercase letter or a digit is spot (``sBTCUSDT``, ``s1INCHUSDT``);
+    otherwise ``…USDT`` is a USDT perpetual and anything else an inverse contract.
+    """
     if not SYMBOL_PATTERN.match(symbol):
         raise UnknownSymbolError(
             f"{symbol!r} is not a Phemex symbol: letters and digits, "
             "e.g. BTCUSD, BTCUSDT or sBTCUSDT"
         )
-    if len(symbol) > 1 and symbol[0] == "s" and symbol[1].isupper():
+    if symbol[0] == "s" and (symbol[1].isupper() or symbol[1].isdigit()):
         return Market.SPOT
     if symbol.endswith("USDT"):
         return Market.PERPETUAL
@@ -89,39 +93,57 @@ class Instrument:
         return int(10 ** (FIXED_SCALE - (self.qty_scale or 0)))
 
 
-def instrument(symbol: str, scales: Mapping[str, tuple[int, int]] | None = None) -> Instrument:
-    """The instrument for ``symbol``: scales from ``scales`` (the products list) or the fallback."""
+Products = Mapping[str, Instrument]
+"""Instruments by symbol, from the products list (``instruments_from_products``)."""
+
+
+def instrument(symbol: str, products: Products | None = None) -> Instrument:
+    """The instrument for ``symbol``: from the products list if it is there, else by its shape."""
+    known = (products or {}).get(symbol)
+    if known is not None:
+        return known
     market = market_of(symbol)
-    fallback = FALLBACK_SCALES[market]
-    if fallback is None:
+    scales = FALLBACK_SCALES[market]
+    if scales is None:
         return Instrument(symbol, market, None, None)
-    price_scale, qty_scale = (scales or {}).get(symbol, fallback)
-    if not (0 <= price_scale <= FIXED_SCALE and 0 <= qty_scale <= FIXED_SCALE):
-        raise ValueError(f"{symbol}: scales {price_scale}/{qty_scale} exceed {FIXED_SCALE} digits")
-    return Instrument(symbol, market, price_scale, qty_scale)
+    return Instrument(symbol, market, *scales)
 
 
-def scales_from_products(products: Mapping[str, Any]) -> dict[str, tuple[int, int]]:
-    """Extract ``{symbol: (price scale, qty scale)}`` from a ``/public/products`` response.
+_PRODUCT_TYPES = {"Perpetual": Market.INVERSE, "PerpetualV2": Market.PERPETUAL, "Spot": Market.SPOT}
+"""Phemex's product ``type`` → market: coin-margined contracts, USDT perpetuals, spot."""
 
-    Inverse contracts carry ``priceScale`` (quantities are whole contracts); spot products carry
-    ``priceScale`` and ``valueScale`` (base quantities are in ``Ev`` units). Products of other
-    shapes are skipped: the fallback still covers them.
+
+def instruments_from_products(response: Mapping[str, Any]) -> dict[str, Instrument]:
+    """Every instrument of a ``/public/products`` response, with its market type and scales.
+
+    Inverse and spot products are under ``data.products`` (``priceScale``; spot quantities are
+    in ``Ev`` units of ``valueScale``); USDT perpetuals (``PerpetualV2``, real values as decimal
+    strings) under ``data.perpProductsV2`` and, in some responses, ``data.products`` too.
+    Products of another type or with unusable scales are skipped: the shape rule still covers
+    them.
     """
-    data = products.get("data") or {}
-    found: dict[str, tuple[int, int]] = {}
-    rows: Iterable[Any] = data.get("products") or [] if isinstance(data, Mapping) else data
-    for product in rows:
-        if not isinstance(product, Mapping):
-            continue
-        symbol, price_scale = product.get("symbol"), product.get("priceScale")
-        if not isinstance(symbol, str) or not isinstance(price_scale, int):
-            continue
-        kind = str(product.get("type", ""))
-        if kind == "Spot":
-            qty_scale = product.get("valueScale", 8)
-            if isinstance(qty_scale, int):
-                found[symbol] = (price_scale, qty_scale)
-        elif kind == "Perpetual":
-            found[symbol] = (price_scale, 0)
+    data = response.get("data")
+    if not isinstance(data, Mapping):
+        return {}
+    found: dict[str, Instrument] = {}
+    for key in ("products", "perpProductsV2"):
+        rows = data.get(key)
+        for product in rows if isinstance(rows, list) else ():
+            if not isinstance(product, Mapping):
+                continue
+            symbol, market = product.get("symbol"), _PRODUCT_TYPES.get(str(product.get("type")))
+            if not isinstance(symbol, str) or market is None or not SYMBOL_PATTERN.match(symbol):
+                continue
+            if market is Market.PERPETUAL:
+                found[symbol] = Instrument(symbol, market, None, None)
+                continue
+            price_scale = product.get("priceScale")
+            qty_scale = product.get("valueScale", 8) if market is Market.SPOT else 0
+            if _scale(price_scale) and _scale(qty_scale):
+                found[symbol] = Instrument(symbol, market, price_scale, qty_scale)
     return found
+
+
+def _scale(value: Any) -> bool:
+    """A scale that fixed point holds exactly: an int from 0 to ``FIXED_SCALE``."""
+    return type(value) is int and 0 <= value <= FIXED_SCALE

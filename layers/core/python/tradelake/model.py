@@ -18,6 +18,11 @@ FIXED_ONE: Final = 10**FIXED_SCALE
 FIXED_LIMIT: Final = 10**28
 """Exclusive bound of a decimal(28,10) unscaled value: larger is an error, never a rounding."""
 
+EARLIEST_NS: Final = 946_684_800 * 10**9
+"""2000-01-01T00:00Z: an older trade time is a unit mistake (seconds or ms), not a trade."""
+LATEST_NS: Final = 4_102_444_800 * 10**9
+"""2100-01-01T00:00Z: far inside int64 nanoseconds, so no trade time can overflow a writer."""
+
 _PLAIN_DECIMAL = re.compile(r"([+-]?)([0-9]*)(?:\.([0-9]*))?")
 
 BUY = "buy"
@@ -80,7 +85,8 @@ def parse_fixed(text: str) -> int:
     fractional digits: such a value cannot be stored without rounding.
     """
     match = _PLAIN_DECIMAL.fullmatch(text)
-    if match is None or text in ("", ".", "+", "-"):
+    if match is None or not (match.group(2) or match.group(3)):
+        # the pattern's parts are all optional: "", ".", "-" or "+." match it without a digit
         raise ValueError(f"not a plain decimal: {text!r}")
     sign, whole, frac = match.group(1, 2, 3)
     frac = (frac or "").rstrip("0")

@@ -1,36 +1,51 @@
 """Wire rows to exact fixed-point fills (see ``tradelake.model``), oldest first.
 
 Inverse and spot rows carry scaled integers (``priceEp``), perpetual rows carry decimal strings;
-both become integers in units of 10^-10 by integer arithmetic only. A row that does not parse is
-counted and skipped: its neighbours in the same message still count.
+both become integers in units of 10^-10 by integer arithmetic only. The row's shape must be its
+market's: an integer under ``trades_p`` or a string under ``trades`` would be scaled 10^4 or more
+times wrong, so it is a bad row, as is a price or quantity that is not positive, and a timestamp
+outside the caller's window (a far-future one would move the cursor past every real trade to
+come). A bad row is counted and skipped: its neighbours in the same message still count.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from operator import itemgetter
-from typing import Any
+from typing import Any, Final
 
 from tradelake.markets import Instrument
-from tradelake.model import BUY, FIXED_LIMIT, SELL, Fill, parse_fixed
+from tradelake.model import BUY, EARLIEST_NS, FIXED_LIMIT, LATEST_NS, SELL, Fill, parse_fixed
 
 SIDES = {"Buy": BUY, "Sell": SELL}
 _BY_TS = itemgetter(0)
 _ROW_ERRORS = (IndexError, KeyError, TypeError, ValueError)
-_EXACT = (str, int)
+
+ANY_TIME: Final = (EARLIEST_NS, LATEST_NS)
 
 
-def fills(instrument: Instrument, rows: Iterable[Any]) -> tuple[list[Fill], int]:
+def fills(
+    instrument: Instrument, rows: Iterable[Any], window: tuple[int, int] = ANY_TIME
+) -> tuple[list[Fill], int]:
     """Convert rows to fills sorted by time (snapshots arrive newest first); count bad rows.
 
-    The sort is stable and, on the already ordered input Phemex sends, a single linear pass.
+    ``window`` is the inclusive range of acceptable timestamps; it never reaches outside
+    ``ANY_TIME``. The sort is stable and, on the already ordered input Phemex sends, a single
+    linear pass.
     """
+    lo, hi = max(window[0], EARLIEST_NS), min(window[1], LATEST_NS)
     out: list[Fill] = []
     bad = 0
     if instrument.price_scale is None:
         for row in rows:
             try:
-                out.append(_decimal_row(row))
+                ts, side, price_text, qty_text = row[0], SIDES[row[1]], row[2], row[3]
+                if type(ts) is not int or type(price_text) is not str or type(qty_text) is not str:
+                    raise TypeError(row)  # a JSON number here has lost exactness or its scale
+                price, qty = parse_fixed(price_text), parse_fixed(qty_text)
+                if not (lo <= ts <= hi and 0 < price < FIXED_LIMIT and 0 < qty < FIXED_LIMIT):
+                    raise ValueError(row)
+                out.append(Fill(ts, side, price, qty))
             except _ROW_ERRORS:
                 bad += 1
     else:
@@ -42,22 +57,10 @@ def fills(instrument: Instrument, rows: Iterable[Any]) -> tuple[list[Fill], int]
                     raise TypeError(row)
                 price *= price_factor
                 qty *= qty_factor
-                if not (ts > 0 and 0 <= price < FIXED_LIMIT and 0 < qty < FIXED_LIMIT):
+                if not (lo <= ts <= hi and 0 < price < FIXED_LIMIT and 0 < qty < FIXED_LIMIT):
                     raise ValueError(row)
                 out.append(Fill(ts, side, price, qty))
             except _ROW_ERRORS:
                 bad += 1
     out.sort(key=_BY_TS)
     return out, bad
-
-
-def _decimal_row(row: Any) -> Fill:
-    ts, side, price_text, qty_text = row[0], SIDES[row[1]], row[2], row[3]
-    if type(ts) is not int or ts <= 0:
-        raise TypeError(row)
-    if type(price_text) not in _EXACT or type(qty_text) not in _EXACT:
-        raise TypeError(row)  # a JSON float has already lost exactness
-    price, qty = parse_fixed(str(price_text)), parse_fixed(str(qty_text))
-    if not (0 <= price < FIXED_LIMIT and 0 < qty < FIXED_LIMIT):
-        raise ValueError(row)
-    return Fill(ts, side, price, qty)

@@ -16,6 +16,8 @@ from tradelake.markets import Instrument
 from tradelake.model import INCREMENTAL, SNAPSHOT
 
 TRADE_KINDS = frozenset((SNAPSHOT, INCREMENTAL))
+INT64 = 1 << 63
+"""Sequences are stored as Parquet int64: a larger one is a malformed frame, not a crash."""
 
 
 class MalformedFrame(ValueError):
@@ -23,12 +25,17 @@ class MalformedFrame(ValueError):
 
 
 class TradesMessage(NamedTuple):
-    """A snapshot (rows newest first) or an incremental batch of one symbol's trades."""
+    """A snapshot (rows newest first) or an incremental batch of one symbol's trades.
+
+    ``key`` is the key the rows came under, ``trades`` or ``trades_p``: it must match the
+    symbol's market (``Instrument.rows_key``), or the rows would be scaled wrongly.
+    """
 
     symbol: str
     kind: str
     rows: list[Any]
     seq: int
+    key: str
 
 
 class Reply(NamedTuple):
@@ -67,16 +74,17 @@ def parse(frame: str | bytes) -> TradesMessage | Reply | None:
         raise MalformedFrame(f"not JSON: {exc}") from None
     if not isinstance(msg, dict):
         raise MalformedFrame(f"not a JSON object: {type(msg).__name__}")
-    rows = msg.get("trades")
-    if rows is None:
-        rows = msg.get("trades_p")
-    if rows is not None:
+    key = "trades" if "trades" in msg else "trades_p" if "trades_p" in msg else None
+    if key is not None:
+        rows = msg[key]
         symbol, kind, seq = msg.get("symbol"), msg.get("type"), msg.get("sequence", 0)
         if not isinstance(symbol, str) or kind not in TRADE_KINDS or not isinstance(rows, list):
             raise MalformedFrame(f"trade message with a bad envelope: {str(msg)[:200]}")
-        if type(seq) is not int:
+        if "trades" in msg and "trades_p" in msg:
+            raise MalformedFrame(f"trade message with both trades and trades_p: {str(msg)[:200]}")
+        if type(seq) is not int or not -INT64 <= seq < INT64:
             raise MalformedFrame(f"trade message with a bad sequence: {seq!r}")
-        return TradesMessage(symbol, kind, rows, seq)
+        return TradesMessage(symbol, kind, rows, seq, key)
     if "id" in msg and ("result" in msg or "error" in msg):
         error, request_id = msg.get("error"), msg["id"]
         if type(request_id) is not int or not (error is None or isinstance(error, dict)):

@@ -11,7 +11,8 @@ and, every ``interval_s``, emits what changed since the previous emit and flushe
   the handler's own metrics): ``TradesReceived``, ``TradesWritten``, ``DuplicatesDropped``,
   ``GapDetected``, ``MalformedRows``;
 - for the whole capture (dimension ``service``), through the handler's ``Metrics`` and its
-  ``flush_metrics()``: ``Reconnects``, ``DeadConnections``, ``MalformedFrames``, the Firehose
+  ``flush_metrics()``: ``Reconnects``, ``DeadConnections``, ``MalformedFrames``,
+  ``SymbolsRejected`` (symbols given up after Phemex refused them in a row), the Firehose
   sink's counters (``FirehoseRecordsSent``, ``FirehoseFailedRecords``, ``FirehoseRetries``,
   ``FirehoseThrottles``) and ``Lag``: receipt minus exchange time of the newest trade, in ms,
   one value per second with new trades (EMF carries them as an array, so CloudWatch gets real
@@ -29,7 +30,7 @@ from collections.abc import Callable, Mapping
 from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
-from tradelake.capture import CaptureStats
+from tradelake.feed import CaptureStats
 
 _NS_PER_MS = 1_000_000
 
@@ -91,6 +92,7 @@ class CaptureMetrics:
             "Reconnects": stats.reconnects,
             "DeadConnections": stats.dead_connections,
             "MalformedFrames": stats.malformed_frames,
+            "SymbolsRejected": len(stats.rejected),
             **(self.counters() if self.counters is not None else {}),
         }
         for name, value in totals.items():

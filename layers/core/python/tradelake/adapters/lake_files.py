@@ -26,8 +26,12 @@ _GAP_TYPES: dict[str, type] = {"bigint": int, "string": str}
 
 
 def stage(path: Path, data: bytes | memoryview) -> Path:
-    """Write ``data`` durably under a hidden temporary name next to ``path``; return that name."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write ``data`` durably under a hidden temporary name next to ``path``; return that name.
+
+    ``path``'s directory is created durably first (``make_directories``), so once ``publish``
+    returns, the file survives a power loss along with every directory leading to it.
+    """
+    make_directories(path.parent)
     staged = path.with_name(f".{path.name}.{uuid4().hex[:8]}.tmp")
     try:
         with staged.open("wb") as f:
@@ -43,7 +47,32 @@ def stage(path: Path, data: bytes | memoryview) -> Path:
 def publish(staged: Path, path: Path) -> None:
     """Rename a staged file into place, then fsync its directory so the rename survives a crash."""
     os.replace(staged, path)
-    fd = os.open(path.parent, os.O_RDONLY)
+    fsync_directory(path.parent)
+
+
+def make_directories(directory: Path) -> None:
+    """Create ``directory`` and its missing ancestors so that they survive a power loss.
+
+    A new directory's entry lives in its parent, and ``mkdir`` does not make that durable:
+    after a crash a new partition directory, and the fsynced Parquet file renamed into it, can
+    be gone while the cursor saved afterwards says the file exists. So each level is created on
+    its own and the parent of every created level is fsynced, deepest first, up to and
+    including the first ancestor that already existed. An existing ``directory`` costs one stat.
+    """
+    created: list[Path] = []
+    level = directory
+    while not level.is_dir():
+        created.append(level)
+        level = level.parent
+    for new in reversed(created):
+        new.mkdir(exist_ok=True)  # exist_ok: another writer may create it at the same time
+    for new in created:
+        fsync_directory(new.parent)
+
+
+def fsync_directory(directory: Path) -> None:
+    """Make the entries of ``directory`` (new files, renames, subdirectories) durable."""
+    fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:

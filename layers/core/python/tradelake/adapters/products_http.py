@@ -1,7 +1,8 @@
-"""Scales from Phemex's products list (``GET /public/products``), for live capture only.
+"""Phemex's products list (``GET /public/products``), for live capture only.
 
 Optional by design: when the list cannot be fetched (offline, rate limited, a shape we do not
-know) the capture goes on with ``markets.FALLBACK_SCALES``, which hold for every listed product.
+know) the capture goes on with the symbol-shape rule and ``markets.FALLBACK_SCALES``, which hold
+for every product listed today.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from urllib.parse import urlparse
 
 import orjson
 
-from tradelake.markets import scales_from_products
+from tradelake.markets import Instrument, instruments_from_products
 
 log = logging.getLogger(__name__)
 
@@ -26,14 +27,14 @@ def products_url(ws_url: str) -> str | None:
     return f"https://{rest}/public/products" if rest else None
 
 
-def fetch_scales(ws_url: str, timeout_s: float = 5.0) -> dict[str, tuple[int, int]] | None:
-    """The scales of every product, or None (logged) when the list cannot be had."""
+def fetch_products(ws_url: str, timeout_s: float = 5.0) -> dict[str, Instrument] | None:
+    """Every product's instrument, or None (logged) when the list cannot be had."""
     url = products_url(ws_url)
     if url is None:
         return None
     try:
         with urllib.request.urlopen(url, timeout=timeout_s) as response:
-            return scales_from_products(orjson.loads(response.read()))
+            return instruments_from_products(orjson.loads(response.read()))
     except (OSError, ValueError) as exc:
-        log.warning("products list unavailable (%s); using built-in scales", exc)
+        log.warning("products list unavailable (%s); market types from the symbols' shape", exc)
         return None

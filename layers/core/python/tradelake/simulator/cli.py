@@ -10,7 +10,8 @@ from tradelake.simulator.server import Faults, Simulator, SimulatorConfig, serve
 from tradelake.simulator.tape import NS_PER_SECOND, load_tape, synthetic_tape
 
 DEFAULT_PORT = 8765
-DEFAULT_SYMBOLS = ("BTCUSD", "BTCUSDT", "sBTCUSDT")
+DEFAULT_SYMBOLS = ("BTCUSD", "BTCUSDT", "sBTCUSDT", "s1INCHUSDT")
+"""One market of each type, and a spot symbol whose base begins with a digit."""
 HISTORY_S = 3600
 """Synthetic market before 'now', so the first subscribe already gets a full snapshot."""
 
@@ -81,11 +82,15 @@ def simulate(args: argparse.Namespace) -> int:
 
 
 def _announce(sim: Simulator) -> None:
+    # a recorded tape is old, and compressed market time runs ahead of the clock: either way
+    # the capture's live trade-time window would refuse the rows
+    live = sim.config.compression == 1 and sim.config.start_ns is not None
     print(
         f"Phemex simulator on {sim.url} serving {', '.join(sim.symbols)} "
         f"at {sim.config.compression:g}x market time"
         f"{' with faults' if sim.config.faults != Faults() else ''}; Ctrl-C stops.\n"
-        f"  capture it: tradelake capture --url {sim.url} --symbols {','.join(sim.symbols)}",
+        f"  capture it: tradelake capture --url {sim.url} --symbols {','.join(sim.symbols)}"
+        f"{'' if live else ' --replay'}",
         file=sys.stderr,
         flush=True,
     )

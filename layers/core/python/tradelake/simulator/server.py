@@ -7,9 +7,16 @@ symbol with exactly the trades published since (oldest first). Each batch is cut
 time, so the incrementals continue the snapshot with no overlap and no hole, and the fills of
 one nanosecond always travel in one frame: the capture's reconciliation relies on both.
 
+A subscribe of a symbol the connection already follows (without unsubscribing first) gets a
+fresh ack and snapshot too, but the stream goes on where it was: that snapshot ends where the
+next incremental begins, and no incremental is skipped or repeated. After an unsubscribe, a
+subscribe starts afresh, as the first one did.
+
 Faults (``Faults``, all off by default) are drawn per connection from a seeded RNG, so a failing
 run can be replayed. Each connection is served by ONE coroutine that alternates between reading
-requests and publishing batches, so a snapshot can never be overtaken by an incremental.
+requests and publishing batches, so without snapshot faults a snapshot can never be overtaken
+by an incremental. With them, a snapshot may come late (after the first incrementals of its
+symbol, as real feeds sometimes do), never, or empty or unreadable.
 """
 
 from __future__ import annotations
@@ -59,7 +66,20 @@ class Faults:
     - ``malformed_rate``: chance per batch tick of an EXTRA garbage frame (real frames intact);
     - ``error_rate``: chance that a subscribe is refused with error 6001;
     - ``unknown_keys``: extra ``dts``/``mts`` keys on trade messages, and now and then a message
-      of unknown shape.
+      of unknown shape;
+    - ``lost_snapshot_rate``: chance that a subscribe is acked with success but its snapshot is
+      never sent (the incrementals flow all the same);
+    - ``bad_snapshot_rate``: chance that the snapshot is sent with no valid trade: either empty
+      or with every row unreadable (``wire.unreadable``);
+    - ``late_snapshot_rate``: chance that the snapshot is held back until 1–3 incrementals of its
+      symbol have been sent, so they arrive BEFORE it. Its contents are, at random, as of the
+      subscribe (the incrementals continue right after its newest row) or as of the moment it
+      is sent (it overlaps the incrementals already sent). An unsubscribe or another subscribe
+      of the symbol cancels a held-back snapshot that is not yet sent; when the faults stop, or
+      the tape has no trade left to send first, it is sent at the next batch tick.
+
+    The three snapshot faults are drawn in that order (lost, bad, late), at most one per
+    subscribe, and only for a subscribe that the ``error_rate`` draw let through.
 
     Faults stop for good once market time reaches ``until_event_ns`` or ``Simulator.calm()`` is
     called, so a test can let the capture catch up at the end.
@@ -72,6 +92,9 @@ class Faults:
     malformed_rate: float = 0.0
     error_rate: float = 0.0
     unknown_keys: bool = False
+    late_snapshot_rate: float = 0.0
+    lost_snapshot_rate: float = 0.0
+    bad_snapshot_rate: float = 0.0
     until_event_ns: int | None = None
     seed: int = 0
 
@@ -86,6 +109,9 @@ class Faults:
             malformed_rate=0.01,
             error_rate=0.1,
             unknown_keys=True,
+            late_snapshot_rate=0.1,
+            lost_snapshot_rate=0.05,
+            bad_snapshot_rate=0.05,
             seed=seed,
         )
 
@@ -112,7 +138,7 @@ class SimulatorStats:
 
     connections: int = 0
     subscribes: int = 0
-    """Successful subscribes, each answered with a snapshot."""
+    """Successful subscribes, each answered with a snapshot (unless a snapshot fault struck)."""
     incrementals: int = 0
     trades_sent: int = 0
     rejected: int = 0
@@ -124,6 +150,11 @@ class SimulatorStats:
     errors: int = 0
     unknown: int = 0
     """Messages of unknown shape sent (``unknown_keys``)."""
+    late_snapshots: int = 0
+    """Snapshots held back behind incrementals (counted at the subscribe, even if cancelled)."""
+    lost_snapshots: int = 0
+    bad_snapshots: int = 0
+    """Snapshots sent empty or with every row unreadable."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,12 +167,23 @@ class _Book:
 
 
 @dataclass(slots=True)
+class _LateSnapshot:
+    """A snapshot held back (``late_snapshot_rate``) until ``incrementals`` more were sent."""
+
+    incrementals: int
+    upto: int | None
+    """As of the subscribe: the tape index after its newest row; None: as of when it is sent."""
+
+
+@dataclass(slots=True)
 class _Session:
     """One client connection: its subscriptions (next tape index to send) and fault clock."""
 
     ws: ServerConnection
     rng: random.Random
     next_index: dict[str, int] = field(default_factory=dict)
+    late: dict[str, _LateSnapshot] = field(default_factory=dict)
+    """Held-back snapshots by symbol, of subscribed symbols only."""
     drop_at: float = NEVER
     close_at: float = NEVER
     stall_at: float = NEVER
@@ -312,7 +354,8 @@ class Simulator:
 
     async def _tick(self, session: _Session, now: float) -> bool:
         """Inject what is due, then publish; False once a fault has ended the connection."""
-        if self._faults_on():
+        faults_on = self._faults_on()
+        if faults_on:
             faults, rng = self.config.faults, session.rng
             if now >= session.drop_at:
                 self.stats.drops += 1
@@ -347,10 +390,21 @@ class Simulator:
         for symbol, sent in list(session.next_index.items()):
             book = self._books[symbol]
             upto = bisect_right(book.ts, event_ns)
+            late = session.late.get(symbol)
             if upto > sent:
                 session.next_index[symbol] = upto
                 self.stats.incrementals += 1
                 await self._send_trades(session, book, book.rows[sent:upto], INCREMENTAL)
+                if late is not None:
+                    late.incrementals -= 1
+            if late is not None and (
+                late.incrementals <= 0 or not faults_on or upto >= len(book.ts)
+            ):
+                del session.late[symbol]
+                snapshot_upto = session.next_index[symbol] if late.upto is None else late.upto
+                await self._send_trades(
+                    session, book, self._snapshot_rows(book, snapshot_upto), SNAPSHOT
+                )
         return True
 
     async def _stall(self, session: _Session, seconds: float) -> None:
@@ -366,8 +420,18 @@ class Simulator:
         finally:
             transport.resume_reading()
 
+    def _snapshot_rows(self, book: _Book, upto: int) -> list[wire.WireRow]:
+        """The last ``snapshot_size`` trades before tape index ``upto``, newest first."""
+        return book.rows[max(0, upto - self.config.snapshot_size) : upto][::-1]
+
     async def _send_trades(
-        self, session: _Session, book: _Book, rows: list[wire.WireRow], kind: str
+        self,
+        session: _Session,
+        book: _Book,
+        rows: list[wire.WireRow],
+        kind: str,
+        *,
+        readable: bool = True,
     ) -> None:
         extra = None
         if self.config.faults.unknown_keys and self._faults_on():
@@ -375,7 +439,8 @@ class Simulator:
             extra = {"dts": ms, "mts": ms}
         frame = wire.trades_message(book.instrument, rows, kind, next(self._sequence), extra)
         session.last_frame = frame
-        self.stats.trades_sent += len(rows)
+        if readable:
+            self.stats.trades_sent += len(rows)
         await session.ws.send(frame)
 
     async def _answer(self, session: _Session, request: str | bytes) -> None:
@@ -410,21 +475,43 @@ class Simulator:
     async def _subscribe(
         self, session: _Session, request_id: Any, method: str, params: Any
     ) -> None:
+        """Ack and snapshot, or a fault; a symbol already subscribed keeps its place in the tape.
+
+        Only a symbol not yet subscribed starts at "now": for one already subscribed, the
+        snapshot ends where the next incremental will begin, so that re-subscribing (say, after a
+        snapshot that never came) neither skips nor repeats a trade of the incrementals.
+        """
         book = self._book_for(method, params)
         if book is None:
             self.stats.rejected += 1
             await session.ws.send(wire.error_reply(request_id))
             return
-        if self._faults_on() and session.rng.random() < self.config.faults.error_rate:
+        faults, rng = self.config.faults, session.rng
+        faults_on = self._faults_on()
+        if faults_on and rng.random() < faults.error_rate:
             self.stats.errors += 1
             await session.ws.send(wire.error_reply(request_id))
             return
-        upto = bisect_right(book.ts, self.event_ns())
-        session.next_index[book.instrument.symbol] = upto
+        symbol = book.instrument.symbol
+        upto = session.next_index.get(symbol)
+        if upto is None:
+            upto = session.next_index[symbol] = bisect_right(book.ts, self.event_ns())
+        session.late.pop(symbol, None)  # superseded by this subscribe's own snapshot
         self.stats.subscribes += 1
         await session.ws.send(wire.reply(request_id, {"status": "success"}))
-        start = max(0, upto - self.config.snapshot_size)
-        await self._send_trades(session, book, book.rows[start:upto][::-1], SNAPSHOT)
+        rows = self._snapshot_rows(book, upto)
+        if faults_on and faults.lost_snapshot_rate and rng.random() < faults.lost_snapshot_rate:
+            self.stats.lost_snapshots += 1
+        elif faults_on and faults.bad_snapshot_rate and rng.random() < faults.bad_snapshot_rate:
+            self.stats.bad_snapshots += 1
+            bad = [] if rng.random() < 0.5 else wire.unreadable(rng, rows)
+            await self._send_trades(session, book, bad, SNAPSHOT, readable=False)
+        elif faults_on and faults.late_snapshot_rate and rng.random() < faults.late_snapshot_rate:
+            self.stats.late_snapshots += 1
+            incrementals = rng.randint(1, 3)
+            session.late[symbol] = _LateSnapshot(incrementals, upto if rng.random() < 0.5 else None)
+        else:
+            await self._send_trades(session, book, rows, SNAPSHOT)
 
     async def _unsubscribe(
         self, session: _Session, request_id: Any, method: str, params: Any
@@ -434,6 +521,7 @@ class Simulator:
             for symbol in list(session.next_index):
                 if method in _methods(self._books[symbol].instrument):
                     del session.next_index[symbol]
+                    session.late.pop(symbol, None)
         else:
             book = self._book_for(method, params)
             if book is None:
@@ -441,6 +529,7 @@ class Simulator:
                 await session.ws.send(wire.error_reply(request_id))
                 return
             session.next_index.pop(book.instrument.symbol, None)
+            session.late.pop(book.instrument.symbol, None)
         await session.ws.send(wire.reply(request_id, {"status": "success"}))
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import orjson
 
 from tradelake import protocol
-from tradelake.cursor import Reconciler
+from tradelake.cursor import Batch, Reconciler
 from tradelake.markets import Market, instrument
 from tradelake.model import BUY, FIXED_ONE, FIXED_SCALE, SELL, SNAPSHOT, Fill
 from tradelake.normalise import fills
@@ -41,6 +41,7 @@ REFERENCE_PRICES: Mapping[str, float] = {
     "XRP": 0.6,
     "ADA": 0.45,
     "DOGE": 0.15,
+    "1INCH": 0.4,
 }
 """Rough price levels, so the common symbols look familiar; other bases get a derived level."""
 
@@ -189,11 +190,13 @@ def load_tape(path: str | Path) -> Tape:
             inst = instrument(msg.symbol)
         except ValueError:
             continue
+        if msg.key != inst.rows_key:
+            continue
         rows = msg.rows[::-1] if msg.kind == SNAPSHOT else msg.rows
         batch, _bad = fills(inst, rows)
         reconciler = reconcilers.setdefault(msg.symbol, Reconciler(msg.symbol))
         if msg.kind == SNAPSHOT:
-            trades, _gaps = reconciler.snapshot(batch, 0, msg.seq)
+            trades, _gaps = reconciler.reconcile([Batch(batch, 0, msg.seq, SNAPSHOT)], 0)
         else:
             trades, _gaps = reconciler.incremental(batch, 0, msg.seq)
         kept = tape.setdefault(msg.symbol, [])

@@ -98,9 +98,22 @@ def garbage(
             )
         )
     template = Fill(ts_ns, BUY, 60000 * FIXED_ONE, FIXED_ONE)
-    ts, side, price, qty = encode_rows(instrument, [template])[0]
+    bad_rows = broken_rows(encode_rows(instrument, [template])[0])
+    rng.shuffle(bad_rows)
+    rows = bad_rows[: rng.randint(1, len(bad_rows))]
+    symbol = instrument.symbol
+    return dumps({"sequence": sequence, "symbol": symbol, key: rows, "type": "incremental"})
+
+
+def broken_rows(row: WireRow) -> list[Any]:
+    """Every unreadable variant of one good row: each is a bad row to ``normalise.fills``.
+
+    A row cut short, an unknown side, no timestamp, not a list, a zero quantity, a negative
+    price, a float price (inexact, and of the wrong type for every market).
+    """
+    ts, side, price, qty = row
     negative = f"-{price}" if isinstance(price, str) else -price
-    bad_rows: list[Any] = [
+    return [
         [ts, side, price],
         [ts, "Hold", price, qty],
         [None, side, price, qty],
@@ -109,10 +122,11 @@ def garbage(
         [ts, side, negative, qty],
         [ts, side, 1.5, qty],
     ]
-    rng.shuffle(bad_rows)
-    rows = bad_rows[: rng.randint(1, len(bad_rows))]
-    symbol = instrument.symbol
-    return dumps({"sequence": sequence, "symbol": symbol, key: rows, "type": "incremental"})
+
+
+def unreadable(rng: random.Random, rows: Iterable[WireRow]) -> list[Any]:
+    """``rows`` in the same order, each broken in one of the ways of ``broken_rows``."""
+    return [rng.choice(broken_rows(row)) for row in rows]
 
 
 def odd_message(rng: random.Random, symbol: str, ts_ns: int) -> str:
