@@ -12,6 +12,7 @@ import shutil
 import sys
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,6 +32,13 @@ MARKET_START = datetime(2026, 11, 27, tzinfo=UTC)
 TRADES_PER_WALL_SECOND = 700
 """Per symbol. A reconnect takes ~0.1 s, so a 200-trade snapshot covers it with room to spare;
 a stall (dead after 1.5 s of silence) does not, and must be declared as a gap."""
+
+GAP_REASONS = {
+    "no_cursor": "the lake's start",
+    "snapshot_short": "more trades while away than a 200-trade snapshot holds",
+    "snapshot_missing": "no usable snapshot after every try",
+    "out_of_order": "a trade older than the position",
+}
 
 SAMPLE_QUERY = """
 SELECT symbol, date_trunc('hour', ts) AS hour,
@@ -52,6 +60,7 @@ class DemoResult:
     """Every read de-duplicates by trade_key: these compare what a reader sees with the tape."""
     stored: dict[str, int]
     """Rows stored per symbol, duplicates included (a crash between publish and cursor save)."""
+    gap_reasons: dict[str, int]
     capture: CaptureStats
     simulator: SimulatorStats
 
@@ -113,9 +122,11 @@ def run_demo(
     rows: dict[str, list[tuple[int, str]]] = {}
     for symbol, ts_ns, key in con.sql("SELECT symbol, ts_ns, trade_key FROM trades").fetchall():
         rows.setdefault(symbol, []).append((ts_ns, key))
-    checks = check(tape, rows, read_gaps(lake))
+    gaps = read_gaps(lake)
+    checks = check(tape, rows, gaps)
     stored = dict(con.sql("SELECT symbol, count(*) FROM trades_stored GROUP BY 1").fetchall())
-    result = DemoResult(checks, stored, capture.stats, sim.stats)
+    reasons = Counter(g.reason for g in gaps)
+    result = DemoResult(checks, stored, dict(sorted(reasons.items())), capture.stats, sim.stats)
     _report(result, elapsed, lake, out)
     print("\nSample DuckDB query over the lake (hourly OHLCV):", file=out)
     print(SAMPLE_QUERY.strip(), file=out)
@@ -185,6 +196,14 @@ def _report(result: DemoResult, elapsed: float, lake: Path, out: TextIO) -> None
             f"{s.gaps:>13,}{c.missing_in_gaps:>13,}{c.missing_outside_gaps:>10,}",
             file=out,
         )
+    print(
+        "  gaps by reason: "
+        + ", ".join(
+            f"{n} {reason} ({GAP_REASONS.get(reason, '?')})"
+            for reason, n in result.gap_reasons.items()
+        ),
+        file=out,
+    )
     if result.complete:
         print(
             "  => complete: every trade outside the declared gaps is in the lake exactly once "
