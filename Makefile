@@ -19,7 +19,7 @@ test: $(STAMP) package  ## unit, integration and infra tests (packages the stack
 	$(BIN)/pytest
 
 soak: $(STAMP)  ## the exactly-once property test with 5,000 examples (make test runs 400)
-	TRADELAKE_EXAMPLES=5000 $(BIN)/pytest -p no:logging tests/unit/test_exactly_once.py
+	TRADELAKE_EXAMPLES=5000 $(BIN)/pytest -p no:logging -o timeout=1800 tests/unit/test_exactly_once.py
 
 lint: $(STAMP)  ## ruff check, ruff format --check, mypy
 	$(BIN)/ruff check .

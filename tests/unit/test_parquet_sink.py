@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tempfile
@@ -16,11 +17,23 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tradelake import protocol
 from tradelake.adapters.duckdb_lake import connect
 from tradelake.adapters.parquet_sink import TRADE_BYTES, TRADE_SCHEMA, ParquetSink
+from tradelake.cursor import Reconciler
 from tradelake.markets import instrument
-from tradelake.model import FIXED_LIMIT, FIXED_SCALE, INCREMENTAL, SNAPSHOT, Trade, parse_fixed
+from tradelake.model import (
+    EARLIEST_NS,
+    FIXED_LIMIT,
+    FIXED_SCALE,
+    INCREMENTAL,
+    LATEST_NS,
+    SNAPSHOT,
+    Trade,
+    parse_fixed,
+)
 from tradelake.model import trade_key as key_of
+from tradelake.normalise import fills
 from tradelake.schema import TRADE_COLUMNS
 
 HOUR_14 = 1_764_252_000_000_000_000  # 2025-11-27T14:00:00Z
@@ -282,3 +295,41 @@ def test_failed_rename_leaves_no_visible_file_and_keeps_the_buffer(
     assert sink.flush() == trades  # the retry writes exactly what was kept
     assert len(files(tmp_path)) == 3
     assert all(NAME.match(p.name) for p in files(tmp_path))
+
+
+LIMIT_EP = FIXED_LIMIT // 10**6
+"""The exclusive bound of an inverse priceEp: decimal(28,10) at a scale of 10^4."""
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    ts=st.one_of(
+        st.integers(EARLIEST_NS - 10, LATEST_NS + 10),
+        st.sampled_from([-1, 0, 2**63 - 1, 2**63, 2**64]),
+    ),
+    price=st.one_of(st.integers(-10, 10**14), st.sampled_from([LIMIT_EP - 1, LIMIT_EP, 2**127])),
+    qty=st.one_of(st.integers(-10, 10**17), st.sampled_from([FIXED_LIMIT // 10**10, 2**64])),
+    seq=st.one_of(
+        st.integers(-(2**63) - 2, 2**63 + 1),
+        st.sampled_from([2**63 - 1, 2**63, -(2**63), -(2**63) - 1]),
+    ),
+)
+def test_whatever_a_frame_brings_that_the_core_accepts_the_writer_writes(
+    ts: int, price: int, qty: int, seq: int
+) -> None:
+    """No value on the wire can crash the Parquet writer: the core refuses it first."""
+    row = [ts, "Buy", price, qty]
+    frame = json.dumps({"sequence": seq, "symbol": "BTCUSD", "trades": [row], "type": INCREMENTAL})
+    try:
+        msg = protocol.parse(frame)
+    except protocol.MalformedFrame:
+        return
+    assert isinstance(msg, protocol.TradesMessage)
+    fills_, _ = fills(instrument("BTCUSD"), msg.rows)
+    trades, _ = Reconciler("BTCUSD").incremental(fills_, recv_ns=LATEST_NS, seq=msg.seq)
+    if not trades:
+        return
+    with tempfile.TemporaryDirectory() as lake:
+        written(Path(lake), trades)
+        [row] = connect(Path(lake)).sql("SELECT ts_ns, price, qty, seq FROM trades").fetchall()
+    assert row == (ts, exact(price * 10**6), Decimal(qty), seq)
