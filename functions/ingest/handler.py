@@ -41,7 +41,7 @@ tracer = Tracer(service=SERVICE)
 config = IngestConfig.from_env()
 # botocore retries transient network errors; Firehose refusals and throttling are retried by the
 # sink itself (only the refused records). A retry after a timeout may send a record twice: same
-# trade_key, discarded downstream.
+# trade_key, by which readers de-duplicate.
 retries = Config(retries={"mode": "standard", "max_attempts": 3})
 clients = {
     "firehose": boto3.client("firehose", config=retries),

@@ -134,8 +134,8 @@ class Cursor:
             if type(version) is int and version == 1:
                 raise ValueError(
                     "cursor version 1 is no longer read (its ts_ns was a JSON number, which JSON"
-                    " tools may round): move the cursor aside; the next snapshot then fills in"
-                    " what it can and a gap is not declared for what it cannot"
+                    " tools may round): move the cursor aside; the next run then starts without"
+                    " one and declares everything before its first trade (no_cursor)"
                 )
             raise ValueError(
                 f"unsupported cursor version {version!r}: expected the integer {CURSOR_VERSION}"

@@ -2,7 +2,7 @@
 
 ``Feed`` owns no socket, clock or file (ARCHITECTURE.md §5, the h11 habit): the capture loop
 hands it each frame with its receipt time, calls ``tick`` when a deadline passes, and sends the
-requests it returns. The websocket loop, the Lambda, the property tests and the benchmark all
+requests it returns. The websocket loop (in the CLI and in the Lambda) and the property tests
 drive this same object.
 
 A subscription's snapshot is the reference point of everything after it. Per symbol and

@@ -1,7 +1,7 @@
 """Where a trade lives in the lake: partitions by symbol and EVENT hour (UTC).
 
 The same key layout is used by the local lake and by Firehose's dynamic partitioning in S3, so
-the catalog code and the rollups do not care which world wrote a file.
+the catalog code does not care which world wrote a file.
 """
 
 from __future__ import annotations

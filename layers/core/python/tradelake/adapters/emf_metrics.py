@@ -19,7 +19,7 @@ and, every ``interval_s``, emits what changed since the previous emit and flushe
   average, maximum and percentiles).
 
 Counters are emitted every interval even when zero, so "no trades written for N minutes" is a
-zero that alarms, not missing data.
+zero an alarm can watch, not missing data.
 """
 
 from __future__ import annotations

@@ -14,11 +14,11 @@ Delivery guarantee, and how the cursor stays honest:
   unacknowledged record stay buffered (their already acknowledged records are remembered and not
   re-sent) and ``due`` is true at once, so the next loop iteration flushes again;
 - if the OLDEST pending record is still refused after ``backoff.attempts`` rounds, ``flush`` raises
-  ``FirehoseDeliveryError``. The ingest Lambda then fails and Step Functions (or the supervisor)
-  starts again from the checkpointed cursor: the trades behind it are received again from the
-  snapshot and sent again, including those whose records Firehose had already accepted. Those
-  duplicates carry the same ``trade_key`` and are discarded downstream, as are Firehose's own
-  at-least-once duplicates.
+  ``FirehoseDeliveryError``. The ingest Lambda then fails, the execution with it, and the
+  supervisor starts a new one from the checkpointed cursor: the trades behind it are received
+  again from the snapshot and sent again, including those whose records Firehose had already
+  accepted. Those duplicates carry the same ``trade_key``, as do Firehose's own at-least-once
+  duplicates: stored at least once, read once by de-duplicating on it (README).
 
 The client is any object with boto3's ``put_record_batch`` (tests pass fakes): this module does
 not import boto3. Errors of the call are recognised by their botocore error code.

@@ -109,8 +109,8 @@ class FileCursorStore:
             raise ValueError(
                 f"cursor file {self.path} is corrupt ({exc}). Restore it from a backup, or move it"
                 " aside to start without a cursor: the next snapshot is then written in full"
-                " (duplicates carry the same trade_key), but trades between the lost cursor and"
-                " that snapshot are not declared as a gap."
+                " (duplicates carry the same trade_key) and everything before it is declared as"
+                " a gap (no_cursor)."
             ) from exc
 
     def save(self, cursor: Cursor) -> None:
