@@ -111,6 +111,7 @@ def handler(
             "duplicates": stats.duplicates,
             "gaps": stats.gaps,
             "reconnects": stats.reconnects,
+            "rejected": sorted(stats.rejected),
             "unacknowledged": sink.pending,
             "generation": generation,
             "loop": loop,
