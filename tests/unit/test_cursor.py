@@ -175,7 +175,7 @@ def test_a_version_1_cursor_is_refused_with_what_to_do() -> None:
     with pytest.raises(ValueError, match="version 1 is no longer read") as refused:
         Cursor.from_json(old)
     assert "move the cursor aside" in str(refused.value)
-    assert "the next snapshot then fills in what it can" in str(refused.value)
+    assert "declares everything before its first trade" in str(refused.value)
 
 
 def test_the_cursor_json_is_version_2_with_integers_only_and_ts_ns_as_a_string() -> None:
