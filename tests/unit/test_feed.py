@@ -158,6 +158,43 @@ def test_a_snapshot_that_never_comes_is_asked_for_again_on_the_same_connection()
     assert s.gaps == []
 
 
+def test_what_was_held_bridges_to_the_next_subscriptions_snapshot() -> None:
+    """The snapshot never came, but 3 to 5 did: a short new snapshot (5 to 7) that reaches
+    back into them proves the way from 3 on, so only the cursor to 3 is declared."""
+    s = Session(cursor=cursor_at(fill(1)))
+    s.ack()
+    s.frame(incremental(fill(3)))
+    s.frame(incremental(fill(4)))
+    s.tick(5.0)
+    s.frame(incremental(fill(5)))  # the old subscription's last word, before its unsubscribe
+    s.ack("unsubscribe")
+    s.ack()
+    s.frame(incremental(fill(7)))
+    s.frame(snapshot(fill(5), fill(6), fill(7)))
+    assert [t.ts_ns - T0 for t in s.taken] == [3, 4, 5, 6, 7]
+    assert [(g.from_ts_ns - T0, g.to_ts_ns - T0, g.reason) for g in s.gaps] == [
+        (1, 3, "snapshot_short")
+    ]
+
+
+def test_a_bridge_that_ends_before_the_new_snapshot_begins_is_not_joined() -> None:
+    s = Session(cursor=cursor_at(fill(1)))
+    s.frame(incremental(fill(3)))
+    s.sent = s.feed.connect(s.now)  # the connection died waiting for the snapshot
+    s.frame(snapshot(fill(6), fill(7)))  # nothing vouches for 4 and 5
+    assert [t.ts_ns - T0 for t in s.taken] == [6, 7]
+    assert [(g.from_ts_ns - T0, g.to_ts_ns - T0) for g in s.gaps] == [(1, 6)]
+
+
+def test_a_reconnect_bridges_what_was_held_on_the_dead_connection() -> None:
+    s = Session(cursor=cursor_at(fill(1)))
+    s.frame(incremental(fill(3), fill(3)))
+    s.sent = s.feed.connect(s.now)
+    s.frame(snapshot(fill(3), fill(4)))  # holds one of the two fills of 3
+    assert [(t.ts_ns - T0, t.k) for t in s.taken] == [(3, 0), (3, 1), (4, 0)]
+    assert [(g.from_ts_ns - T0, g.to_ts_ns - T0) for g in s.gaps] == [(1, 3)]
+
+
 @pytest.mark.parametrize(
     "bad",
     [

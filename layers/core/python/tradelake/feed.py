@@ -11,7 +11,9 @@ connection:
 - after a subscribe, the symbol's incrementals are HELD (at most ``max_held_fills``) until its
   snapshot comes; the snapshot and the held incrementals are then reconciled as one view
   (``union``), so an incremental that overtook its snapshot is neither lost nor doubled, and no
-  incremental moves the position before the snapshot is reconciled;
+  incremental moves the position before the snapshot is reconciled. What a subscription held
+  when it was renewed (or its connection died) is kept as a bridge: if the new snapshot reaches
+  back into it, it extends the view, and only the time before it is declared;
 - a snapshot that does not come within ``snapshot_timeout_s``, or comes empty or with no valid
   row, is asked for again: unsubscribe and subscribe that symbol. Until the new subscription is
   acknowledged its incrementals belong to the old one and are dropped (the new snapshot covers
@@ -140,6 +142,8 @@ class _Subscription:
     gave_up: bool = False
     held: list[Batch] = field(default_factory=list)
     held_fills: int = 0
+    bridge: list[Batch] = field(default_factory=list)
+    """The previous subscription's run of incrementals: it may join the new snapshot."""
 
 
 class Feed:
@@ -177,10 +181,19 @@ class Feed:
         return {s: r.ts_ns for s, r in self._reconcilers.items()}
 
     def connect(self, now: float) -> list[str]:
-        """A new connection: every symbol is subscribed afresh and awaits its snapshot."""
+        """A new connection: every symbol is subscribed afresh and awaits its snapshot.
+
+        A symbol still waiting for its snapshot on the old connection keeps what it held, as
+        the bridge the new snapshot may join.
+        """
+        waiting = {s: sub.held for s, sub in self._subs.items() if not sub.live and sub.held}
         self._subs.clear()
         self._pending.clear()
-        return [self._subscribe(symbol, now) for symbol in self.symbols]
+        requests = [self._subscribe(symbol, now) for symbol in self.symbols]
+        for symbol, held in waiting.items():
+            if symbol in self._subs:
+                self._subs[symbol].bridge = held
+        return requests
 
     def ping(self) -> str:
         return protocol.ping(self._next_id())
@@ -245,7 +258,10 @@ class Feed:
             if sub.live:
                 trades, gaps = self._reconcilers[symbol].incremental(rows, recv_ns, msg.seq)
                 return self._taken(symbol, trades, gaps)
-            if not rows or not sub.accepting:
+            if not rows:
+                return NOTHING
+            if not sub.accepting:  # the old subscription's last words: the tail of its run
+                sub.bridge.append(Batch(rows, recv_ns, msg.seq, INCREMENTAL))
                 return NOTHING
             sub.held.append(Batch(rows, recv_ns, msg.seq, INCREMENTAL))
             sub.held_fills += len(rows)
@@ -277,10 +293,10 @@ class Feed:
         if snapshot is None:
             batches, reason = sub.held, "snapshot_missing"
         else:
-            batches, reason = union(snapshot, sub.held), "snapshot_short"
+            batches, reason = union(snapshot, sub.held, sub.bridge), "snapshot_short"
         reconciler = self._reconcilers[symbol]
         trades, gaps = reconciler.reconcile(batches, detected_ns, reason)
-        sub.live, sub.deadline, sub.held, sub.held_fills = True, NEVER, [], 0
+        sub.live, sub.deadline, sub.held, sub.held_fills, sub.bridge = True, NEVER, [], 0, []
         return self._taken(symbol, trades, gaps)
 
     def _taken(self, symbol: str, trades: list[Trade], gaps: list[Gap]) -> Output:
@@ -312,7 +328,7 @@ class Feed:
             subscribe = self._subscribe(symbol, now)
             renewed = self._subs[symbol]
             renewed.accepting, renewed.tries = False, sub.tries
-            renewed.unsubscribe_id = unsubscribe_id
+            renewed.unsubscribe_id, renewed.bridge = unsubscribe_id, sub.held
             return Output(requests=(unsubscribe, subscribe))
         log.warning(
             "%s: no usable snapshot after %d subscribes: taking trades as they come, "
@@ -371,11 +387,13 @@ class Feed:
         return NOTHING
 
 
-def union(snapshot: Batch, held: Sequence[Batch]) -> list[Batch]:
-    """The snapshot and the incrementals held before it, as one oldest-first view.
+def union(snapshot: Batch, held: Sequence[Batch], bridge: Sequence[Batch] = ()) -> list[Batch]:
+    """The snapshot and runs of incrementals, as one oldest-first view.
 
-    Held fills older than the snapshot's oldest row are dropped: the snapshot does not vouch
-    for what lies between them and it, so the reconciliation declares that stretch instead.
+    A run (the incrementals held for this subscription, or the previous subscription's as a
+    ``bridge``) is contiguous. If it reaches the snapshot's oldest row, its older fills extend
+    the view back in time; a run that ends before the snapshot begins is dropped, since nothing
+    vouches for what lies between it and the snapshot (the gap before the view covers it).
     Fills within the snapshot's span are already in it; any beyond its count of the same fill
     (a snapshot cut inside its oldest nanosecond) join it. Newer fills follow in their batches.
     """
@@ -384,18 +402,26 @@ def union(snapshot: Batch, held: Sequence[Batch]) -> list[Batch]:
     in_snapshot = Counter(rows)
     seen: Counter[Fill] = Counter()
     extra: list[Fill] = []
-    later: list[Batch] = []
-    for batch in held:
-        newer = []
-        for f in batch.fills:
-            if f.ts_ns > newest:
-                newer.append(f)
-            elif f.ts_ns >= oldest:
-                seen[f] += 1
-                if seen[f] > in_snapshot[f]:
-                    extra.append(f)
-        if newer:
-            later.append(batch._replace(fills=newer))
+    before: list[Batch] = []
+    after: list[Batch] = []
+    for run in (bridge, held):
+        if max((b.fills[-1].ts_ns for b in run if b.fills), default=oldest - 1) < oldest:
+            continue
+        for batch in run:
+            older, newer = [], []
+            for f in batch.fills:
+                if f.ts_ns < oldest:
+                    older.append(f)
+                elif f.ts_ns > newest:
+                    newer.append(f)
+                else:
+                    seen[f] += 1
+                    if seen[f] > in_snapshot[f]:
+                        extra.append(f)
+            if older:
+                before.append(batch._replace(fills=older))
+            if newer:
+                after.append(batch._replace(fills=newer))
     if extra:
         snapshot = snapshot._replace(fills=sorted([*rows, *extra], key=lambda f: f.ts_ns))
-    return [snapshot, *later]
+    return [*before, snapshot, *after]

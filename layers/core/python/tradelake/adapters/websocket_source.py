@@ -24,6 +24,7 @@ class WebsocketConnection:
             url,
             timeout=timeout_s,
             enable_multithread=False,
+            skip_utf8_validation=True,  # recv decodes, and a bad frame is the feed's to count
             sockopt=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),),
         )
 
@@ -34,17 +35,29 @@ class WebsocketConnection:
             raise ConnectionLost(f"send failed: {exc!r}") from exc
 
     def recv(self, timeout_s: float) -> str | bytes | None:
+        """The next data frame; a close frame is ``ConnectionLost``, an empty text frame is ``""``.
+
+        ``recv_data`` rather than ``recv``: websocket-client's ``recv`` answers a close frame AND
+        an empty text frame with ``""``, and a text frame that is not UTF-8 with an exception.
+        Such a frame is the feed's to count as malformed (as bytes), not a lost connection.
+        """
         try:
             self._ws.settimeout(max(timeout_s, 0.001))
-            frame: str | bytes = self._ws.recv()
+            opcode, data = self._ws.recv_data()
         except websocket.WebSocketTimeoutException:
             return None
         except _LOST as exc:
             raise ConnectionLost(f"{type(exc).__name__}: {exc}") from exc
-        if not frame:
-            # websocket-client answers a close frame and hands back its empty payload
+        if opcode == websocket.ABNF.OPCODE_CLOSE:
             raise ConnectionLost("closed by peer")
-        return frame
+        if isinstance(data, str):
+            return data
+        if opcode == websocket.ABNF.OPCODE_TEXT:
+            try:
+                return str(data.decode("utf-8"))
+            except UnicodeDecodeError:
+                return bytes(data)
+        return bytes(data)
 
     def close(self) -> None:
         with contextlib.suppress(*_LOST):
