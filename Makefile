@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test soak lint format clean layer package node_modules
+.PHONY: demo test soak lint format clean layer package node_modules system-deps
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,8 +15,19 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)  ## the whole pipeline locally, offline: simulator -> capture -> lake -> DuckDB
 	$(BIN)/tradelake demo
 
-test: $(STAMP) package  ## unit, integration and infra tests (packages the stack first)
+test: $(STAMP) package system-deps  ## unit, integration and infra tests (packages the stack first)
 	$(BIN)/pytest
+
+# Chromium, for the test that opens `tradelake report` in a browser. Installed only as root (CI
+# runs as root on a fresh Debian machine); otherwise that test skips and says how to get it.
+system-deps:  ## Debian packages the tests use (chromium), when missing and running as root
+	@if command -v chromium >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		apt-get update -q && apt-get install -y -q --no-install-recommends chromium; \
+	else \
+		echo "make system-deps: chromium is missing and only root with apt-get installs it: the" \
+			"report's browser test will be SKIPPED (sudo make system-deps)" >&2; \
+	fi
 
 soak: $(STAMP)  ## the exactly-once property test with 5,000 examples (make test runs 400)
 	TRADELAKE_EXAMPLES=5000 $(BIN)/pytest -p no:logging -o timeout=1800 tests/unit/test_exactly_once.py

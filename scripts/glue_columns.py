@@ -1,9 +1,9 @@
 """Write resources/glue-columns.yml from tradelake.schema: the Glue tables' one source of columns.
 
-The CloudFormation Glue tables (resources/catalog.yml) take their columns and partition keys from
-the generated file through ``${file(resources/glue-columns.yml):...}``; the file is committed so
-that `serverless package` needs no Python step, and tests/infra fails when it drifts from
-``tradelake.schema``.
+The CloudFormation Glue tables (resources/catalog.yml, resources/analytics.yml) take their columns
+and partition keys from the generated file through ``${file(resources/glue-columns.yml):...}``;
+the file is committed so that `serverless package` needs no Python step, and tests/infra fails
+when it drifts from ``tradelake.schema``.
 
     python scripts/glue_columns.py           # rewrite resources/glue-columns.yml
     python scripts/glue_columns.py --check   # exit 1 if it is out of date
@@ -11,16 +11,24 @@ that `serverless package` needs no Python step, and tests/infra fails when it dr
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections.abc import Iterable
 from pathlib import Path
 
+import generated_file
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "layers" / "core" / "python"))
 
-from tradelake.schema import GAP_COLUMNS, PARTITION_KEYS, TRADE_COLUMNS, Column  # noqa: E402
+from tradelake.schema import (  # noqa: E402
+    GAP_COLUMNS,
+    PARTITION_KEYS,
+    ROLLUP_COLUMNS,
+    ROLLUP_PARTITION_KEYS,
+    TRADE_COLUMNS,
+    Column,
+)
 
 TARGET = ROOT / "resources" / "glue-columns.yml"
 
@@ -34,6 +42,15 @@ SECTIONS: tuple[tuple[str, tuple[Column, ...]], ...] = (
     ("tradeColumns", TRADE_COLUMNS),
     ("tradePartitionKeys", PARTITION_KEYS),
     ("gapColumns", GAP_COLUMNS),
+    # ohlcv_1m → ohlcv1mColumns, ohlcv1mPartitionKeys; the same for every rollup.
+    *(
+        section
+        for name in ROLLUP_COLUMNS
+        for section in (
+            (f"{name.replace('_', '')}Columns", ROLLUP_COLUMNS[name]),
+            (f"{name.replace('_', '')}PartitionKeys", ROLLUP_PARTITION_KEYS[name]),
+        )
+    ),
 )
 
 
@@ -58,20 +75,7 @@ def render() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="fail if the file is out of date")
-    args = parser.parse_args(argv)
-    text = render()
-    current = TARGET.read_text() if TARGET.exists() else None
-    if args.check:
-        if current != text:
-            print(f"{TARGET.relative_to(ROOT)} is out of date: run python scripts/glue_columns.py")
-            return 1
-        return 0
-    if current != text:
-        TARGET.write_text(text)
-        print(f"wrote {TARGET.relative_to(ROOT)}")
-    return 0
+    return generated_file.main("glue_columns.py", TARGET, render, argv)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +25,7 @@ from tradelake.adapters.lake_files import parse_gap_lines
 from tradelake.cursor import Cursor
 from tradelake.model import Gap, Trade, trade_key
 from tradelake.pack import unpack
+from tradelake.schema import Column
 from tradelake.simulator.tape import Tape
 from tradelake.verify import check
 
@@ -101,6 +102,33 @@ def moto_credentials(monkeypatch: pytest.MonkeyPatch, **env: str) -> None:
         **env,
     }.items():
         monkeypatch.setenv(name, value)
+
+
+PARQUET_SERDE = {
+    "SerializationLibrary": "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe",
+    "Parameters": {"serialization.format": "1"},
+}
+
+
+def parquet_table_input(
+    name: str, columns: Sequence[Column], keys: Sequence[Column], location: str
+) -> dict[str, Any]:
+    """A Glue TableInput with the storage settings of the Parquet tables in resources/*.yml."""
+    return {
+        "Name": name,
+        "TableType": "EXTERNAL_TABLE",
+        "Parameters": {"classification": "parquet", "EXTERNAL": "TRUE"},
+        "PartitionKeys": [{"Name": c.name, "Type": c.type, "Comment": c.comment} for c in keys],
+        "StorageDescriptor": {
+            "Columns": [{"Name": c.name, "Type": c.type, "Comment": c.comment} for c in columns],
+            "Location": location,
+            "InputFormat": "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat",
+            "OutputFormat": "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat",
+            "Compressed": False,
+            "SerdeInfo": PARQUET_SERDE,
+            "StoredAsSubDirectories": False,
+        },
+    }
 
 
 def load_function(name: str) -> ModuleType:

@@ -30,7 +30,8 @@ def _sources() -> Iterator[Path]:
     yield ROOT / "layers" / "deps" / "requirements.txt"
     for pattern in ("resources/*.yml", ".serverless_plugins/*.js", "functions/**/*.py"):
         yield from ROOT.glob(pattern)
-    yield from (ROOT / "layers" / "core" / "python" / "tradelake").rglob("*.py")
+    for pattern in ("*.py", "*.sql"):
+        yield from (ROOT / "layers" / "core" / "python" / "tradelake").rglob(pattern)
 
 
 def _stale() -> list[Path]:

@@ -15,6 +15,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from cfnlint.api import lint_file
 
 ROOT = Path(__file__).resolve().parents[2]
 OSLS = ROOT / "node_modules" / ".bin" / "osls"
@@ -113,6 +114,35 @@ def test_the_stack_packages_with_no_credentials_and_no_network(tmp_path, package
     assert {p.name for p in out.glob("*.zip")} >= {"core.zip", "deps.zip", "ingest.zip"}
     # The same template as `make package` wrote (but for the artifacts' timestamped S3 keys).
     ours = json.loads((packaged / "cloudformation-template-update-stack.json").read_text())
+    assert _without_s3_keys(template) == _without_s3_keys(ours)
+
+
+def test_with_quicksight_switched_on_the_stack_packages_offline_and_passes_cfn_lint(
+    tmp_path, packaged
+):
+    """The optional QuickSight resources (resources/analytics.yml) with their parameter set."""
+    principal = "arn:aws:quicksight:eu-west-1:123456789012:user/default/analyst"
+    service = _copy_of_the_service(tmp_path / "stack")
+    done = osls(
+        service,
+        "package",
+        "--stage",
+        "ci",
+        "--region",
+        "eu-west-1",
+        "--param=alarmEmail=alarms@example.com",
+        f"--param=quicksightPrincipal={principal}",
+        home=tmp_path,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    path = service / ".serverless" / "cloudformation-template-update-stack.json"
+    template = json.loads(path.read_text())
+    assert template["Parameters"]["QuickSightPrincipal"]["Default"] == principal
+    assert "QuickSightDashboard" in template["Resources"]
+    assert [str(m) for m in lint_file(path)] == []
+    # Only the parameter's default differs from the template `make package` wrote.
+    ours = json.loads((packaged / "cloudformation-template-update-stack.json").read_text())
+    ours["Parameters"]["QuickSightPrincipal"]["Default"] = principal
     assert _without_s3_keys(template) == _without_s3_keys(ours)
 
 

@@ -19,11 +19,19 @@ import pytest
 import yaml
 from cfnlint.api import lint_file
 
-from tradelake.config import IngestConfig, PartitionsConfig, SupervisorConfig
-from tradelake.schema import GAP_COLUMNS, PARTITION_KEYS, TRADE_COLUMNS
+from tradelake.analytics import QUERIES, ROLLUPS
+from tradelake.config import IngestConfig, PartitionsConfig, RollupConfig, SupervisorConfig
+from tradelake.schema import (
+    GAP_COLUMNS,
+    PARTITION_KEYS,
+    ROLLUP_COLUMNS,
+    ROLLUP_PARTITION_KEYS,
+    TRADE_COLUMNS,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
-FUNCTIONS = ("ingest", "partitions", "supervisor")
+SQL_DIR = ROOT / "layers" / "core" / "python" / "tradelake" / "sql"
+FUNCTIONS = ("ingest", "partitions", "supervisor", "rollup")
 STATE_MACHINE_NAME = "tradelake-ci-ingest"
 SWITCH = "/tradelake/ci/ingest"
 LOCAL_ONLY = ("pyarrow", "duckdb", "websockets")
@@ -85,6 +93,7 @@ def test_function_sizes_and_timeouts(template):
     )
     assert template.function("partitions")["Timeout"] == 60
     assert template.function("supervisor")["Timeout"] == 60
+    assert template.function("rollup")["Timeout"] == 900
 
 
 def test_each_function_has_its_own_role(template):
@@ -93,13 +102,19 @@ def test_each_function_has_its_own_role(template):
         "ingest": {"Fn::GetAtt": ["IngestRole", "Arn"]},
         "partitions": {"Fn::GetAtt": ["PartitionsRole", "Arn"]},
         "supervisor": {"Fn::GetAtt": ["SupervisorRole", "Arn"]},
+        "rollup": {"Fn::GetAtt": ["RollupRole", "Arn"]},
     }
     assert "IamRoleLambdaExecution" not in template.resources  # no shared default role
 
 
 @pytest.mark.parametrize(
     ("name", "config"),
-    [("ingest", IngestConfig), ("partitions", PartitionsConfig), ("supervisor", SupervisorConfig)],
+    [
+        ("ingest", IngestConfig),
+        ("partitions", PartitionsConfig),
+        ("supervisor", SupervisorConfig),
+        ("rollup", RollupConfig),
+    ],
 )
 def test_function_environment_satisfies_the_config_contract(template, name, config):
     env = {k: resolve(v) for k, v in template.function(name)["Environment"]["Variables"].items()}
@@ -281,7 +296,7 @@ def _columns(columns: list[dict[str, str]]) -> list[tuple[str, str]]:
 def test_glue_columns_are_schema_py(template):
     trades = template.props("TradesTable")["TableInput"]
     gaps = template.props("GapsTable")["TableInput"]
-    assert trades["Name"] == "trades"
+    assert trades["Name"] == "trades_stored"  # `trades` is the de-duplicating Athena view
     assert gaps["Name"] == "gaps"
     assert _columns(trades["StorageDescriptor"]["Columns"]) == [
         (c.name, c.type) for c in TRADE_COLUMNS
@@ -371,7 +386,8 @@ def test_bucket_notification_filters(template):
         assert config["Function"] == {"Fn::GetAtt": ["PartitionsLambdaFunction", "Arn"]}
         rules = {r["Name"]: r["Value"] for r in config["Filter"]["S3Key"]["Rules"]}
         filters[rules["prefix"]] = rules.get("suffix")
-    assert filters == {"trades/": ".parquet", "rollups/": None}
+    # rollups/ is registered by the rollup function itself, after its query succeeded.
+    assert filters == {"trades/": ".parquet"}
 
 
 def test_no_custom_resources(template):
@@ -608,6 +624,7 @@ def test_supervisor_runs_every_5_minutes_and_on_failed_executions(template):
         p["Properties"]
         for p in template.of_type("AWS::Lambda::Permission").values()
         if p["Properties"]["Principal"] == "events.amazonaws.com"
+        and p["Properties"]["FunctionName"] == {"Fn::GetAtt": ["SupervisorLambdaFunction", "Arn"]}
     ]
     assert len(permissions) == 2
 
@@ -634,8 +651,7 @@ def test_every_log_group_has_a_retention(template):
 
 
 def test_failed_executions_alarm_the_e_mail_topic(template):
-    _, alarm = template.one("AWS::CloudWatch::Alarm")
-    props = alarm["Properties"]
+    props = template.props("IngestExecutionsFailedAlarm")
     assert (props["Namespace"], props["MetricName"]) == ("AWS/States", "ExecutionsFailed")
     (dimension,) = props["Dimensions"]
     assert dimension["Name"] == "StateMachineArn"
@@ -646,6 +662,204 @@ def test_failed_executions_alarm_the_e_mail_topic(template):
     assert subscription["Properties"]["Protocol"] == "email"
     assert subscription["Properties"]["Endpoint"] == {"Ref": "AlarmEmail"}
     assert template.data["Parameters"]["AlarmEmail"]["Default"] == "alarms@example.com"
+
+
+# --- analytics: the Athena workgroup, named queries, rollups, optional QuickSight --------------
+
+
+def test_athena_workgroup_enforces_engine_v3_encrypted_results_and_a_cutoff(template):
+    props = template.props("AthenaWorkGroup")
+    assert props["Name"] == "tradelake-ci"
+    config = props["WorkGroupConfiguration"]
+    assert config["EnforceWorkGroupConfiguration"] is True
+    assert config["EngineVersion"] == {"SelectedEngineVersion": "Athena engine version 3"}
+    assert 10_000_000 <= int(config["BytesScannedCutoffPerQuery"]) <= 100_000_000_000
+    results = config["ResultConfiguration"]
+    bucket = resolve(template.props("DataBucket")["BucketName"])
+    assert resolve(results["OutputLocation"]) == f"s3://{bucket}/athena-results/"
+    assert results["EncryptionConfiguration"] == {"EncryptionOption": "SSE_S3"}
+
+
+def test_the_stack_names_are_what_backfill_resolves(template):
+    config = RollupConfig.for_stage("ci", "<AWS::AccountId>", "<AWS::Region>")
+    assert resolve(template.props("DataBucket")["BucketName"]) == config.data_bucket
+    assert template.props("AthenaWorkGroup")["Name"] == config.workgroup
+    database = template.props("GlueDatabase")["DatabaseInput"]["Name"]
+    separator, parts = database["Fn::Join"]
+    assert (separator, parts["Fn::Split"][0]) == ("_", "-")  # every '-' of the stage becomes '_'
+    assert parts["Fn::Split"][1].replace("-", "_") == config.glue_database
+    assert template.props("TradesTable")["TableInput"]["Name"] == config.trades_table
+
+
+def test_named_queries_are_the_sql_files(template):
+    queries = {
+        q["Properties"]["Name"]: q["Properties"]
+        for q in template.of_type("AWS::Athena::NamedQuery").values()
+    }
+    assert set(queries) == set(QUERIES) == {p.stem for p in SQL_DIR.glob("*.sql")}
+    for name, props in queries.items():
+        assert props["QueryString"] == (SQL_DIR / f"{name}.sql").read_text(), name
+        assert props["WorkGroup"] == {"Ref": "AthenaWorkGroup"}
+        assert props["Database"] == {"Ref": "GlueDatabase"}
+
+
+def test_generated_named_queries_file_is_up_to_date():
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "named_queries.py"), "--check"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "logical_id"), [("ohlcv_1m", "Ohlcv1mTable"), ("ohlcv_1h", "Ohlcv1hTable")]
+)
+def test_rollup_tables_are_schema_py(template, name, logical_id):
+    table = template.props(logical_id)["TableInput"]
+    assert table["Name"] == name
+    storage = table["StorageDescriptor"]
+    assert _columns(storage["Columns"]) == [(c.name, c.type) for c in ROLLUP_COLUMNS[name]]
+    assert _columns(table["PartitionKeys"]) == [
+        (c.name, c.type) for c in ROLLUP_PARTITION_KEYS[name]
+    ]
+    assert storage["SerdeInfo"]["SerializationLibrary"].endswith("ParquetHiveSerDe")
+    bucket = resolve(template.props("DataBucket")["BucketName"])
+    assert resolve(storage["Location"]) == f"s3://{bucket}/rollups/{name}/"
+    assert set(ROLLUP_COLUMNS) == set(ROLLUPS)
+
+
+def test_no_partition_key_is_named_like_a_column(template):
+    """Athena refuses such a table (ohlcv_1h has the column `hour`)."""
+    for logical_id, table in template.of_type("AWS::Glue::Table").items():
+        given = table["Properties"]["TableInput"]
+        keys = {c["Name"] for c in given.get("PartitionKeys", [])}
+        columns = {c["Name"] for c in given["StorageDescriptor"]["Columns"]}
+        assert keys & columns == set(), logical_id
+
+
+def test_rollup_function_runs_hourly_after_firehose_flushed(template):
+    (rule,) = _rules_targeting(template, "RollupLambdaFunction")
+    assert rule["ScheduleExpression"] == "cron(15 * * * ? *)"
+    env = template.function("rollup")["Environment"]["Variables"]
+    assert env["DATA_BUCKET"] == {"Ref": "DataBucket"}
+    assert env["GLUE_DATABASE"] == {"Ref": "GlueDatabase"}
+    assert env["TRADES_TABLE"] == {"Ref": "TradesTable"}
+    assert env["ATHENA_WORKGROUP"] == {"Ref": "AthenaWorkGroup"}
+    assert int(env["ROLLUP_LOOKBACK_HOURS"]) >= 2
+    (invoke,) = template.of_type("AWS::Lambda::EventInvokeConfig").values()
+    assert invoke["Properties"]["MaximumRetryAttempts"] == 0
+
+
+def test_rollup_role(template):
+    workgroup = (
+        "arn:<AWS::Partition>:athena:<AWS::Region>:<AWS::AccountId>:workgroup/<AthenaWorkGroup>"
+    )
+    for action in ("athena:StartQueryExecution", "athena:GetQueryExecution"):
+        assert _grants(template, "RollupRole", action) == [workgroup]
+    assert _grants(template, "RollupRole", "s3:DeleteObject") == ["<DataBucket.Arn>/rollups/*"]
+    assert set(_grants(template, "RollupRole", "s3:PutObject")) == {
+        "<DataBucket.Arn>/rollups/*",
+        "<DataBucket.Arn>/athena-results/*",
+    }
+    assert "<DataBucket.Arn>/trades/*" in _grants(template, "RollupRole", "s3:GetObject")
+    glue = "arn:<AWS::Partition>:glue:<AWS::Region>:<AWS::AccountId>"
+    rollup_tables = {f"{glue}:table/<GlueDatabase>/<{t}>" for t in ("Ohlcv1mTable", "Ohlcv1hTable")}
+    catalog = {f"{glue}:catalog", f"{glue}:database/<GlueDatabase>"}
+    assert set(_grants(template, "RollupRole", "glue:BatchCreatePartition")) == (
+        catalog | rollup_tables
+    )
+    view = f"{glue}:table/<GlueDatabase>/trades"
+    assert set(_grants(template, "RollupRole", "glue:UpdateTable")) == catalog | {view}
+    assert set(_grants(template, "RollupRole", "glue:GetTable")) == catalog | rollup_tables | {
+        view,
+        f"{glue}:table/<GlueDatabase>/<TradesTable>",
+    }
+    assert _grants(template, "RollupRole", "logs:PutLogEvents") == ["<RollupLogGroup.Arn>"]
+    assert not _grants(template, "PartitionsRole", "athena:StartQueryExecution")
+
+
+def test_rollup_failures_alarm_the_topic(template):
+    props = template.props("RollupFailuresAlarm")
+    assert (props["Namespace"], props["MetricName"]) == ("tradelake", "RollupFailures")
+    assert props["Dimensions"] == [{"Name": "service", "Value": "rollup"}]
+    assert props["Threshold"] == 1
+    assert props["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+
+
+QUICKSIGHT = {
+    "QuickSightAthenaRole": "AWS::IAM::Role",
+    "QuickSightDataSource": "AWS::QuickSight::DataSource",
+    "QuickSightTradesDataSet": "AWS::QuickSight::DataSet",
+    "QuickSightOhlcv1mDataSet": "AWS::QuickSight::DataSet",
+    "QuickSightOhlcv1hDataSet": "AWS::QuickSight::DataSet",
+    "QuickSightDashboard": "AWS::QuickSight::Dashboard",
+}
+
+
+def test_quicksight_is_off_unless_a_principal_is_given(template):
+    parameter = template.data["Parameters"]["QuickSightPrincipal"]
+    assert parameter["Default"] == ""
+    assert template.data["Conditions"]["HasQuickSight"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "QuickSightPrincipal"}, ""]}]
+    }
+    conditional = {k: v["Type"] for k, v in template.resources.items() if "Condition" in v}
+    assert {k: t for k, t in conditional.items() if k.startswith("QuickSight")} == QUICKSIGHT
+    assert all(template.resources[k]["Condition"] == "HasQuickSight" for k in QUICKSIGHT)
+    assert not [
+        k
+        for k, v in template.resources.items()
+        if "QuickSight" in v["Type"] and k not in QUICKSIGHT
+    ]
+
+
+def test_quicksight_reads_the_view_and_the_rollups_through_the_workgroup(template):
+    source = template.props("QuickSightDataSource")
+    assert source["Type"] == "ATHENA"
+    assert source["DataSourceParameters"]["AthenaParameters"]["WorkGroup"] == {
+        "Ref": "AthenaWorkGroup"
+    }
+    (trades,) = template.props("QuickSightTradesDataSet")["PhysicalTableMap"].values()
+    assert '"<GlueDatabase>"."trades"' in resolve(trades["CustomSql"]["SqlQuery"])
+    for logical_id, table in (
+        ("QuickSightOhlcv1mDataSet", "Ohlcv1mTable"),
+        ("QuickSightOhlcv1hDataSet", "Ohlcv1hTable"),
+    ):
+        (physical,) = template.props(logical_id)["PhysicalTableMap"].values()
+        assert physical["RelationalTable"]["Name"] == {"Ref": table}
+    for logical_id in QUICKSIGHT:
+        for permission in template.props(logical_id).get("Permissions", []):
+            assert permission["Principal"] == {"Ref": "QuickSightPrincipal"}
+
+
+def test_quicksight_dashboard_has_the_original_visuals_and_candles(template):
+    definition = template.props("QuickSightDashboard")["Definition"]
+    (sheet,) = definition["Sheets"]
+    kinds = [next(iter(visual)) for visual in sheet["Visuals"]]
+    assert kinds == ["HeatMapVisual", "LineChartVisual", "ComboChartVisual"]
+    heat_map = sheet["Visuals"][0]["HeatMapVisual"]["ChartConfiguration"]
+    limit = heat_map["SortConfiguration"]["HeatMapRowItemsLimitConfiguration"]
+    assert limit["ItemsLimit"] == 50
+    wells = heat_map["FieldWells"]["HeatMapAggregatedFieldWells"]
+    assert wells["Columns"][0]["CategoricalDimensionField"]["Column"]["ColumnName"] == "side"
+    assert wells["Rows"][0]["NumericalDimensionField"]["Column"]["ColumnName"] == "price"
+    combo = sheet["Visuals"][2]["ComboChartVisual"]["ChartConfiguration"]["FieldWells"]
+    bars = combo["ComboChartAggregatedFieldWells"]["BarValues"]
+    lines = combo["ComboChartAggregatedFieldWells"]["LineValues"]
+    assert [b["NumericalMeasureField"]["Column"]["ColumnName"] for b in bars] == [
+        "buy_volume",
+        "sell_volume",
+    ]
+    assert [m["NumericalMeasureField"]["Column"]["ColumnName"] for m in lines] == [
+        "open",
+        "high",
+        "low",
+        "close",
+    ]
+    declared = {d["Identifier"] for d in definition["DataSetIdentifierDeclarations"]}
+    used = set(re.findall(r'"DataSetIdentifier": "([^"]+)"', json.dumps(definition)))
+    assert used <= declared
 
 
 # --- the template as a whole ------------------------------------------------------------------

@@ -16,7 +16,14 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from aws_world import LambdaContext, emf_values, load_function, moto_credentials
+from aws_world import (
+    PARQUET_SERDE,
+    LambdaContext,
+    emf_values,
+    load_function,
+    moto_credentials,
+    parquet_table_input,
+)
 from tradelake.adapters.glue_catalog import GlueCatalog
 from tradelake.backoff import Backoff
 from tradelake.catalog import Partition, PartitionsNotRegisteredError
@@ -25,33 +32,11 @@ from tradelake.schema import PARTITION_KEYS, TRADE_COLUMNS
 REGION = "eu-west-1"
 DATABASE = "tradelake_test"
 BUCKET = "tradelake-test-lake"
-
-SERDE = {
-    "SerializationLibrary": "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe",
-    "Parameters": {"serialization.format": "1"},
-}
+TABLE = "trades_stored"  # the Glue table of every stored trade row (resources/catalog.yml)
 
 
 def trades_table_input() -> dict[str, Any]:
-    return {
-        "Name": "trades",
-        "TableType": "EXTERNAL_TABLE",
-        "Parameters": {"classification": "parquet", "EXTERNAL": "TRUE"},
-        "PartitionKeys": [
-            {"Name": c.name, "Type": c.type, "Comment": c.comment} for c in PARTITION_KEYS
-        ],
-        "StorageDescriptor": {
-            "Columns": [
-                {"Name": c.name, "Type": c.type, "Comment": c.comment} for c in TRADE_COLUMNS
-            ],
-            "Location": f"s3://{BUCKET}/trades/",
-            "InputFormat": "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat",
-            "OutputFormat": "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat",
-            "Compressed": False,
-            "SerdeInfo": SERDE,
-            "StoredAsSubDirectories": False,
-        },
-    }
+    return parquet_table_input(TABLE, TRADE_COLUMNS, PARTITION_KEYS, f"s3://{BUCKET}/trades/")
 
 
 class Recording:
@@ -110,7 +95,7 @@ def moto_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     moto_credentials(
         monkeypatch,
         GLUE_DATABASE=DATABASE,
-        TRADES_TABLE="trades",
+        TRADES_TABLE=TABLE,
         GAPS_TABLE="gaps",
         POWERTOOLS_METRICS_NAMESPACE="tradelake",
     )
@@ -154,7 +139,7 @@ def notification(*keys: str) -> dict[str, Any]:
 
 def stored(glue: Recording) -> dict[tuple[str, ...], dict[str, Any]]:
     """Every partition of the trades table, by values (moto keeps one per values list)."""
-    parts = glue.client.get_partitions(DatabaseName=DATABASE, TableName="trades")["Partitions"]
+    parts = glue.client.get_partitions(DatabaseName=DATABASE, TableName=TABLE)["Partitions"]
     by_values = {tuple(p["Values"]): p for p in parts}
     assert len(by_values) == len(parts)
     return by_values
@@ -191,7 +176,7 @@ def test_repeated_reordered_and_malformed_keys_give_each_partition_once(
             f"s3://{BUCKET}/trades/symbol={values[0]}/year={values[1]}/month={values[2]}"
             f"/day={values[3]}/hour={values[4]}/"
         )
-        assert sd["SerdeInfo"] == SERDE
+        assert sd["SerdeInfo"] == PARQUET_SERDE
         assert sd["Columns"] == table["Columns"]
         assert (sd["InputFormat"], sd["OutputFormat"]) == (
             table["InputFormat"],
@@ -238,7 +223,7 @@ def test_more_than_100_partitions_are_split_into_several_calls(
     ]
     glue.client.batch_create_partition(  # ten of them exist already
         DatabaseName=DATABASE,
-        TableName="trades",
+        TableName=TABLE,
         PartitionInputList=[
             {"Values": ["SYM0", "2026", "11", "01", f"{h:02d}"], "StorageDescriptor": {}}
             for h in range(10)
@@ -292,9 +277,20 @@ def test_other_entry_errors_fail_the_invocation_after_the_rest_is_done(
 
 
 def test_a_missing_table_fails_the_invocation(partitions: ModuleType, glue: Recording) -> None:
-    event = notification("rollups/ohlcv_1m/symbol=BTCUSD/year=2026/month=11/day=27/hour=14/x")
+    glue.client.delete_table(DatabaseName=DATABASE, Name=TABLE)
     with pytest.raises(ClientError, match="EntityNotFoundException"):
-        partitions.handler(event, LambdaContext(), glue=glue)
+        partitions.handler(notification(key(hour=14)), LambdaContext(), glue=glue)
+
+
+def test_rollup_objects_are_not_registered_here(partitions: ModuleType, glue: Recording) -> None:
+    """The rollup job registers its own partitions once the hour's query has succeeded."""
+    event = notification("rollups/ohlcv_1m/symbol=BTCUSD/year=2026/month=11/day=27/hour=14/x")
+    assert partitions.handler(event, LambdaContext(), glue=glue) == {
+        "created": 0,
+        "existing": 0,
+        "skipped": 1,
+    }
+    assert glue.calls == []
 
 
 def test_retries_give_up_after_the_last_attempt(glue: Recording) -> None:
@@ -307,13 +303,13 @@ def test_retries_give_up_after_the_last_attempt(glue: Recording) -> None:
         rng=lambda: 1.0,
     )
     glue.raise_next = [client_error("ThrottlingException")] * 3
-    p = Partition("trades", ("BTCUSD", "2026", "11", "27", "08"), f"s3://{BUCKET}/trades/x/")
+    p = Partition(TABLE, ("BTCUSD", "2026", "11", "27", "08"), f"s3://{BUCKET}/trades/x/")
     with pytest.raises(ClientError, match="ThrottlingException"):
-        catalog.add_partitions("trades", [p])
+        catalog.add_partitions(TABLE, [p])
     assert sleeps == [1.0, 1.5]
 
     glue.entry_errors[p.values] = ["ThrottlingException"] * 3
-    added = catalog.add_partitions("trades", [p])
+    added = catalog.add_partitions(TABLE, [p])
     assert (added.created, added.existing) == (0, 0)
     assert [f.code for f in added.failed] == ["ThrottlingException"]
 
@@ -321,13 +317,13 @@ def test_retries_give_up_after_the_last_attempt(glue: Recording) -> None:
 def test_the_table_is_read_once_per_ttl(glue: Recording) -> None:
     now = [0.0]
     catalog = GlueCatalog(glue, DATABASE, table_ttl_s=300, clock=lambda: now[0])
-    p = Partition("trades", ("BTCUSD", "2026", "11", "27", "09"), f"s3://{BUCKET}/trades/x/")
-    catalog.add_partitions("trades", [p])
+    p = Partition(TABLE, ("BTCUSD", "2026", "11", "27", "09"), f"s3://{BUCKET}/trades/x/")
+    catalog.add_partitions(TABLE, [p])
     now[0] = 299.0
-    catalog.add_partitions("trades", [p])
+    catalog.add_partitions(TABLE, [p])
     assert glue.count("get_table") == 1
     now[0] = 300.0
-    assert catalog.add_partitions("trades", [p]).existing == 1
+    assert catalog.add_partitions(TABLE, [p]).existing == 1
     assert glue.count("get_table") == 2
 
 

@@ -64,16 +64,24 @@ def test_the_trades_route_takes_the_configured_table_name() -> None:
     assert p.location == "trades/symbol=BTCUSD/year=2026/month=11/day=27/hour=14/"
 
 
-def test_a_rollup_key_goes_to_a_table_named_after_the_rollup() -> None:
+def test_rollup_keys_are_not_routed_by_default() -> None:
+    """The rollup job registers its partitions itself (tradelake.rollup), not the notification."""
     key = "rollups/ohlcv_1m/symbol=sBTCUSDT/year=2026/month=01/day=31/hour=00/20260131_x"
-    p = partition_of(key, ROUTES)
+    with pytest.raises(NotAPartitionError, match="not under a known table prefix"):
+        partition_of(key, ROUTES)
+
+
+def test_a_placeholder_route_names_the_table_after_the_segment() -> None:
+    routes = (Route("rollups/{name}", "rollups_{name}"),)
+    key = "rollups/ohlcv_1m/symbol=sBTCUSDT/year=2026/month=01/day=31/hour=00/20260131_x"
+    p = partition_of(key, routes)
     assert p.table == "rollups_ohlcv_1m"
     assert p.values == ("sBTCUSDT", "2026", "01", "31", "00")
     assert p.location == "rollups/ohlcv_1m/symbol=sBTCUSDT/year=2026/month=01/day=31/hour=00/"
 
 
-def test_an_explicit_route_wins_over_the_rollup_catch_all() -> None:
-    routes = (Route("rollups/ohlcv_1m", "ohlcv_1m"), *ROUTES)
+def test_the_first_matching_route_wins() -> None:
+    routes = (Route("rollups/ohlcv_1m", "ohlcv_1m"), Route("rollups/{name}", "rollups_{name}"))
     key = "rollups/ohlcv_1m/symbol=BTCUSD/year=2026/month=01/day=31/hour=00/part-0"
     assert partition_of(key, routes).table == "ohlcv_1m"
 

@@ -5,10 +5,10 @@ Writers put every object under a Hive-style partition path::
     trades/symbol=BTCUSD/year=2026/month=11/day=27/hour=14/<file>
     rollups/<name>/symbol=BTCUSD/year=2026/month=11/day=27/hour=14/<file>
 
-A table route maps a key prefix to a table: ``trades`` goes to the trades table (``TRADES_TABLE``)
-and, for now, ``rollups/<name>`` goes to a table called ``rollups_<name>`` (``rollups/ohlcv_1m/…``
-→ ``rollups_ohlcv_1m``); a rollup whose table is named otherwise gets its own ``Route`` before
-that catch-all. The levels after the prefix are the route's partition keys, in the table's order
+A table route maps a key prefix to a table: ``trades`` goes to the trades table (``TRADES_TABLE``,
+``trades_stored`` on AWS). Rollups are not routed: the rollup job registers each hour's partition
+itself once its query has succeeded (``tradelake.rollup``), so S3 notifies for ``trades/`` only.
+The levels after the prefix are the route's partition keys, in the table's order
 (``schema.PARTITION_KEYS``), each checked: a symbol of Phemex's shape, a four-digit year, month
 01–12, day 01–31 forming a real date, hour 00–23. Then exactly one file name follows, which must
 not be hidden or temporary (``.x``, ``_x``, ``*.tmp``, ``*$folder$``): readers skip those too.
@@ -68,11 +68,8 @@ class Route(NamedTuple):
 
 
 def default_routes(trades_table: str) -> tuple[Route, ...]:
-    """``trades/`` → the trades table; ``rollups/<name>/`` → ``rollups_<name>`` (see above)."""
-    return (
-        Route(TRADES_PREFIX, trades_table),
-        Route(f"{ROLLUPS_PREFIX}/{{name}}", f"{ROLLUPS_PREFIX}_{{name}}"),
-    )
+    """``trades/`` → the trades table (rollups register their own partitions, see above)."""
+    return (Route(TRADES_PREFIX, trades_table),)
 
 
 class Partition(NamedTuple):

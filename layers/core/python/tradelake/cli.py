@@ -1,4 +1,4 @@
-"""``tradelake``: capture, simulate, demo and query, each a thin shell over the core.
+"""``tradelake``: capture, simulate, demo, query and rollup, each a thin shell over the core.
 
 A bad argument gets one line saying what is wrong and how to fix it, never a traceback.
 """
@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn, TextIO
 
+from tradelake.analytics_cli import add_query_arguments, add_rollup_arguments
+from tradelake.backfill import add_parser as add_backfill_parser
 from tradelake.capture import Capture, CaptureConfig, SourceUnreachable, SubscriptionRejected
 from tradelake.feed import CaptureStats, FeedConfig
 from tradelake.markets import UnknownSymbolError, market_of
@@ -123,13 +125,30 @@ def parser() -> Parser:
 
     query = commands.add_parser(
         "query",
-        help="run SQL (DuckDB) over the lake: views trades, trades_stored, gaps",
-        description="DuckDB SQL over the lake. Views: trades (each trade_key once, the first"
-        " received copy), trades_stored (every stored row, duplicates included: for audits),"
-        " gaps (the gap ledger).",
+        help="run SQL (DuckDB) over the lake: views trades, trades_stored, gaps, ohlcv_1m/1h",
+        description="DuckDB SQL over the lake, or a ready query (--named). Views: trades (each"
+        " trade_key once, the first received copy), trades_stored (every stored row, duplicates"
+        " included: for audits), gaps (the gap ledger), ohlcv_1m and ohlcv_1h (once rolled up).",
     )
-    query.add_argument("sql")
-    query.add_argument("--lake", type=Path, default=DEFAULT_LAKE, help="default ./lake")
+    add_query_arguments(query)
+    rollup = commands.add_parser(
+        "rollup",
+        help="write the OHLCV rollups of the lake's hours under <lake>/rollups/",
+        description="Roll up each symbol's hour partitions (ohlcv_1m, ohlcv_1h: the SQL Athena"
+        " runs) into <lake>/rollups/<name>/symbol=…/…/hour=…/, replacing what a run before"
+        " wrote; a rerun picks up trades that arrived late.",
+    )
+    add_rollup_arguments(rollup)
+
+    report = commands.add_parser(
+        "report",
+        help="write the lake's charts as one self-contained HTML file (works offline)",
+        description="Per symbol: price over time by side, OHLCV candles with buy/sell volume,"
+        " completeness with the declared gaps, and the top-50 prices heat map by side.",
+    )
+    report.add_argument("--lake", type=Path, default=DEFAULT_LAKE, help="default ./lake")
+    report.add_argument("--out", type=Path, metavar="FILE", help="default <lake>/report.html")
+    add_backfill_parser(commands)
     return p
 
 
@@ -149,7 +168,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         from tradelake.demo import run_demo
 
         return 0 if run_demo(args.lake, args.hours, args.seconds, args.seed).complete else 1
-    return query_command(args.lake, args.sql)
+    if args.command == "backfill":
+        from tradelake.backfill import backfill_command
+
+        return backfill_command(args)
+    if args.command == "report":
+        from tradelake.report import report_command
+
+        return report_command(args.lake, args.out)
+    if args.command == "rollup":
+        from tradelake.analytics_cli import rollup
+
+        return rollup(args)
+    from tradelake.analytics_cli import query
+
+    return query(args)
 
 
 def capture_command(args: argparse.Namespace) -> int:
@@ -240,21 +273,6 @@ def summary(stats: CaptureStats, elapsed_s: float, lake: Path) -> str:
             *rows,
         ]
     )
-
-
-def query_command(lake: Path, sql: str) -> int:
-    import duckdb
-
-    from tradelake.adapters.duckdb_lake import connect
-
-    try:
-        result = connect(lake).sql(sql)
-    except duckdb.Error as exc:
-        print(f"tradelake query: {str(exc).splitlines()[0]}", file=sys.stderr)
-        return 1
-    if result is not None:
-        result.show(max_width=200)
-    return 0
 
 
 if __name__ == "__main__":

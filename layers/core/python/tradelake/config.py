@@ -44,6 +44,13 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         raise ConfigError(f"environment variable {name} is not a number") from None
 
 
+def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    text = _get(env, name, str(default))
+    if not (text.isdigit() and low <= int(text) <= high):
+        raise ConfigError(f"environment variable {name} is not a whole number {low} to {high}")
+    return int(text)
+
+
 @dataclass(frozen=True, slots=True)
 class IngestConfig:
     symbols: tuple[str, ...]
@@ -81,7 +88,7 @@ class PartitionsConfig:
     def from_env(cls, env: Mapping[str, str] = os.environ) -> PartitionsConfig:
         return cls(
             glue_database=_get(env, "GLUE_DATABASE"),
-            trades_table=_get(env, "TRADES_TABLE", "trades"),
+            trades_table=_get(env, "TRADES_TABLE", "trades_stored"),
             gaps_table=_get(env, "GAPS_TABLE", "gaps"),
         )
 
@@ -100,4 +107,49 @@ class SupervisorConfig:
             data_bucket=_get(env, "DATA_BUCKET"),
             cursor_key=_get(env, "CURSOR_KEY", "_state/cursor.json"),
             switch_parameter=_get(env, "INGEST_SWITCH_PARAMETER"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RollupConfig:
+    """The rollup function's world; ``for_stage`` names a deployed stack's the way it does."""
+
+    data_bucket: str
+    glue_database: str
+    trades_table: str
+    """The Glue table of every stored row, whose partitions say which symbols an hour has."""
+    workgroup: str
+    """The Athena workgroup: engine v3, results and their encryption enforced, a scan cutoff."""
+    lookback_hours: int
+    """Closed hours rolled up again on every run, so that trades landing late are absorbed."""
+    query_timeout_s: float
+    """A query still running after this long is stopped and counted as failed."""
+    concurrency: int
+    """Rollup queries running at once (each its own symbol, hour and rollup)."""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> RollupConfig:
+        return cls(
+            data_bucket=_get(env, "DATA_BUCKET"),
+            glue_database=_get(env, "GLUE_DATABASE"),
+            trades_table=_get(env, "TRADES_TABLE", "trades_stored"),
+            workgroup=_get(env, "ATHENA_WORKGROUP"),
+            lookback_hours=_int(env, "ROLLUP_LOOKBACK_HOURS", 3, 1, 48),
+            query_timeout_s=_float(env, "ATHENA_QUERY_TIMEOUT_S", 300.0),
+            concurrency=_int(env, "ROLLUP_CONCURRENCY", 4, 1, 20),
+        )
+
+    @classmethod
+    def for_stage(cls, stage: str, account: str, region: str) -> RollupConfig:
+        """The names serverless.yml gives stage ``stage``'s resources (for ``tradelake backfill``).
+
+        Bucket ``tradelake-<stage>-<account>-<region>``, Glue database ``tradelake_<stage>`` with
+        every ``-`` as ``_``, workgroup ``tradelake-<stage>``; the rest are the defaults.
+        """
+        return cls.from_env(
+            {
+                "DATA_BUCKET": f"tradelake-{stage}-{account}-{region}",
+                "GLUE_DATABASE": f"tradelake_{stage}".replace("-", "_"),
+                "ATHENA_WORKGROUP": f"tradelake-{stage}",
+            }
         )

@@ -3,7 +3,7 @@
 simulator (three market types, every fault switched on, hours of market time compressed into
 seconds) → the real capture loop over real websockets → the local Parquet lake → DuckDB. The
 closing table compares the lake with the simulator's own tape: captured, duplicates dropped,
-gaps declared, and missing outside gaps, which must be 0.
+gaps declared, and missing outside gaps, which must be 0. Then the OHLCV rollups are written.
 """
 
 from __future__ import annotations
@@ -20,10 +20,13 @@ from typing import TextIO
 
 from tradelake.adapters import websocket_source
 from tradelake.adapters.duckdb_lake import connect
+from tradelake.adapters.duckdb_rollup import rollup_lake
 from tradelake.adapters.lake_files import FileCursorStore, JsonlGapLedger, read_gaps
 from tradelake.adapters.parquet_sink import ParquetSink
+from tradelake.analytics import ROLLUPS
 from tradelake.capture import Capture, CaptureConfig
 from tradelake.feed import CaptureStats, FeedConfig
+from tradelake.report import REPORT_NAME, describe, write_report
 from tradelake.simulator import Faults, Simulator, SimulatorConfig, SimulatorStats, synthetic_tape
 from tradelake.verify import SymbolCheck, check
 
@@ -40,17 +43,9 @@ GAP_REASONS = {
     "out_of_order": "a trade older than the position",
 }
 
-SAMPLE_QUERY = """
-SELECT symbol, date_trunc('hour', ts) AS hour,
-       count(*)                      AS trades,
-       arg_min(price, ts_ns)         AS open,
-       max(price)                    AS high,
-       min(price)                    AS low,
-       arg_max(price, ts_ns)         AS close,
-       sum(qty)                      AS volume
-FROM trades
-GROUP BY ALL
-ORDER BY symbol, hour
+BARS_QUERY = """
+SELECT symbol, hour, open, high, low, close, volume, trade_count
+FROM ohlcv_1h ORDER BY symbol, hour
 """
 
 
@@ -128,14 +123,24 @@ def run_demo(
     reasons = Counter(g.reason for g in gaps)
     result = DemoResult(checks, stored, dict(sorted(reasons.items())), capture.stats, sim.stats)
     _report(result, elapsed, lake, out)
-    print("\nSample DuckDB query over the lake (hourly OHLCV):", file=out)
-    print(SAMPLE_QUERY.strip(), file=out)
-    con.sql(SAMPLE_QUERY).show(max_rows=30, max_width=160)
+
+    rolled = rollup_lake(lake)  # then connect again: the rollup views exist once files do
     print(
-        f"\nExplore it yourself: tradelake query --lake {lake} "
-        '"SELECT side, count(*), sum(qty) FROM trades GROUP BY side"',
+        f"\nrollups ({', '.join(ROLLUPS)}, the SQL Athena runs, translated for DuckDB): "
+        f"{len(rolled) // len(ROLLUPS)} symbol-hours under {lake}/rollups/; the hourly bars:",
         file=out,
     )
+    print(BARS_QUERY.strip(), file=out, flush=True)
+    connect(lake).sql(BARS_QUERY).show(max_rows=30, max_width=160)
+
+    print(
+        f"\nExplore it yourself: tradelake query --lake {lake} "
+        '"SELECT side, count(*), sum(qty) FROM trades GROUP BY side"\n'
+        f"  or a ready query: tradelake query --lake {lake} --named top_prices_by_side "
+        f"--symbol {SYMBOLS[0]}",
+        file=out,
+    )
+    print(f"\nThe charts: {describe(write_report(lake, lake / REPORT_NAME))}", file=out)
     return result
 
 

@@ -47,3 +47,47 @@ GAP_COLUMNS: tuple[Column, ...] = (
     Column("detected_ns", "bigint", "when the capture noticed, ns"),
     Column("reason", "string", "why: snapshot_short, out_of_order, ..."),
 )
+
+# --- the rollups (sql/ohlcv_1m.sql, sql/ohlcv_1h.sql), written under rollups/<name>/ -----------
+# One file per symbol and event hour; the file holds these columns (not `symbol`, which is the
+# partition). On AWS the UNLOAD casts every column to exactly these types, so the Parquet files
+# and the Glue tables agree whatever types the SQL's expressions would produce.
+
+VOLUME = f"decimal(38,{FIXED_SCALE})"
+"""A sum of quantities: what Trino's sum() of a ``DECIMAL`` gives."""
+QUOTE = f"decimal(38,{2 * FIXED_SCALE})"
+"""A sum of ``price * qty`` (exact, 18 integer digits, ARCHITECTURE.md §4.1), and the vwap
+divided from it (Trino's decimal division keeps the larger scale, rounding half up)."""
+
+
+def _ohlcv(bar: str, span: str) -> tuple[Column, ...]:
+    return (
+        Column(bar, "timestamp", f"the {span} bar's start, UTC"),
+        Column("open", DECIMAL, "price of the bar's first trade (by ts_ns, then trade_key)"),
+        Column("high", DECIMAL, "highest price"),
+        Column("low", DECIMAL, "lowest price"),
+        Column("close", DECIMAL, "price of the bar's last trade (by ts_ns, then trade_key)"),
+        Column("volume", VOLUME, "sum of qty"),
+        Column("quote_volume", QUOTE, "sum of price * qty"),
+        Column("vwap", QUOTE, "quote_volume / volume"),
+        Column("trade_count", "bigint", "trades, each trade_key once"),
+        Column("buy_volume", VOLUME, "sum of qty of taker buys"),
+        Column("sell_volume", VOLUME, "sum of qty of taker sells"),
+    )
+
+
+ROLLUP_COLUMNS: dict[str, tuple[Column, ...]] = {
+    "ohlcv_1m": _ohlcv("minute", "one-minute"),
+    "ohlcv_1h": _ohlcv("hour", "one-hour"),
+}
+
+ROLLUP_PARTITION_KEYS: dict[str, tuple[Column, ...]] = {
+    "ohlcv_1m": PARTITION_KEYS,
+    # Athena refuses a partition key named like a column, and ohlcv_1h has the column `hour`:
+    # its last key is `hour_of_day`. The S3 path still says hour=HH (a Glue partition carries
+    # its own location, so the key's name need not be the path's).
+    "ohlcv_1h": (
+        *PARTITION_KEYS[:-1],
+        Column("hour_of_day", "string", "event-time hour, 00-23 (the path's hour=HH)"),
+    ),
+}

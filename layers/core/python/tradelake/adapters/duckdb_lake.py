@@ -2,9 +2,10 @@
 
 DuckDB reads the Parquet files and JSON Lines in place (no load step), the way Athena reads S3
 through Glue: ``trades_stored`` is every stored row with the partition keys as string columns
-(Hive style, as in Glue), ``trades`` is the same with one row per ``trade_key``, and ``gaps`` is
-the gap ledger. Column types come from ``schema.py``; each view casts to them so a file written
-by another writer (Firehose's conversion, say) reads back with the same types.
+(Hive style, as in Glue), ``trades`` is the same with one row per ``trade_key`` (the view of
+``sql/trades_view.sql``, as in Athena), ``gaps`` is the gap ledger, and ``ohlcv_1m`` and
+``ohlcv_1h`` are the rollups. Column types come from ``schema.py``; each view casts to them so a
+file written by another writer (Firehose's conversion, say) reads back with the same types.
 
 A trade can be stored twice (a crash between publishing a file and saving the cursor, a
 Firehose retry), always with the same ``trade_key``: the lake is written at least once and read
@@ -19,12 +20,23 @@ from pathlib import Path
 from typing import NamedTuple
 
 import duckdb
+from duckdb.sqltypes import INTEGER, VARCHAR
 
 from tradelake.adapters.lake_files import GAPS_DIR
+from tradelake.analytics import DECIMAL_DIVIDE, ROLLUPS, divide_decimals, duckdb_sql
+from tradelake.catalog import ROLLUPS_PREFIX
 from tradelake.partitions import TRADES_PREFIX
-from tradelake.schema import GAP_COLUMNS, PARTITION_KEYS, TRADE_COLUMNS, Column
+from tradelake.schema import (
+    GAP_COLUMNS,
+    PARTITION_KEYS,
+    ROLLUP_COLUMNS,
+    TRADE_COLUMNS,
+    Column,
+)
 
 _DUCKDB_TYPES = {"bigint": "BIGINT", "string": "VARCHAR", "timestamp": "TIMESTAMPTZ"}
+_SYMBOL_OF_FILE = r"/symbol=([^/]+)(/[^/]+){5}$"
+"""The symbol level of a rollup file's path: then year, month, day, hour and the file name."""
 
 
 class SymbolSummary(NamedTuple):
@@ -69,35 +81,30 @@ def _struct(columns: tuple[Column, ...]) -> str:
     )
 
 
-DEDUP_KEYS = "symbol, year, month, day, hour, ts_ns, trade_key"
-"""What ``trades`` partitions its de-duplication by: ``trade_key``, plus columns it determines.
-
-A duplicate always lives in the same symbol/hour partition and has the same ``ts_ns`` (the key
-contains the symbol and ``ts_ns``), so these extra keys change nothing in the result, but they
-let DuckDB push a filter on any of them through the window into the Parquet scan: a filter on
-``symbol``/``year``/``month``/``day``/``hour`` prunes files, one on ``ts_ns`` row groups (a
-filter on ``ts`` is applied after the window: filter on ``ts_ns`` or the hour for speed).
-"""
-FIRST_RECEIVED = "recv_ns, seq, source"
-"""Which stored copy ``trades`` keeps: the first received (every other column is in the key)."""
-
-
 def connect(lake: Path) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB with the views ``trades``, ``trades_stored`` and ``gaps`` over ``lake``.
+    """An in-memory DuckDB over ``lake``: ``trades``, ``trades_stored``, ``gaps``, and rollups.
 
-    ``trades`` keeps one row per ``trade_key`` with ``QUALIFY row_number() = 1`` over
-    ``DEDUP_KEYS``: EXPLAIN shows DuckDB (2.0) pushing partition filters through that window
-    into the scan's file filters, which ``DISTINCT ON`` did not (it filtered after grouping);
-    an ``arg_min`` GROUP BY pruned too but reorders the columns and picks each one separately.
+    ``trades`` is ``sql/trades_view.sql``, the view Athena has, translated by
+    ``analytics.duckdb_sql``: a row_number() window over the partition keys, ``ts_ns`` and
+    ``trade_key``, kept where it is 1. EXPLAIN shows DuckDB (2.0) pushing a filter on those
+    columns through the window into the Parquet scan (``DISTINCT ON`` did not): partition
+    filters prune files, ``ts_ns`` filters row groups (a filter on ``ts`` is applied after the
+    window: filter on ``ts_ns`` or the hour for speed).
+
+    ``ohlcv_1m`` and ``ohlcv_1h`` exist once ``tradelake rollup`` has written them: ``symbol``
+    (from the path) then ``schema.ROLLUP_COLUMNS``, the columns of the SQL's result. They are
+    read without Hive partitioning, whose ``hour`` would replace the bar column ``hour`` of
+    ``ohlcv_1h``.
 
     The views glob the lake on every query, so files written later are seen, except that a
     view over a lake with no files yet is an empty stand-in (DuckDB fails on a glob that matches
     nothing): connect again, which is cheap, after the first files are written. Sessions run in
-    UTC, the time zone of the partitions.
+    UTC, the time zone of the partitions, and have ``analytics.DECIMAL_DIVIDE``.
     """
     lake = lake.absolute()
     con = duckdb.connect(":memory:")
     con.execute("SET TimeZone = 'UTC'")
+    con.create_function(DECIMAL_DIVIDE, divide_decimals, [VARCHAR, VARCHAR, INTEGER], VARCHAR)
     trade_columns = TRADE_COLUMNS + PARTITION_KEYS
     trades = lake / TRADES_PREFIX
     if any(trades.glob("**/*.parquet")):
@@ -108,10 +115,7 @@ def connect(lake: Path) -> duckdb.DuckDBPyConnection:
         con.execute(f"CREATE VIEW trades_stored AS SELECT {_typed(trade_columns)} FROM {source}")
     else:
         con.execute(f"CREATE VIEW trades_stored AS {_empty(trade_columns)}")
-    con.execute(
-        "CREATE VIEW trades AS SELECT * FROM trades_stored QUALIFY row_number() OVER"
-        f" (PARTITION BY {DEDUP_KEYS} ORDER BY {FIRST_RECEIVED}) = 1"
-    )
+    con.execute(duckdb_sql("trades_view"))
     gaps = lake / GAPS_DIR
     if any(gaps.glob("*.jsonl")):
         source = (
@@ -121,6 +125,18 @@ def connect(lake: Path) -> duckdb.DuckDBPyConnection:
         con.execute(f"CREATE VIEW gaps AS SELECT {_typed(GAP_COLUMNS)} FROM {source}")
     else:
         con.execute(f"CREATE VIEW gaps AS {_empty(GAP_COLUMNS)}")
+    for name in ROLLUPS:
+        rollup = lake / ROLLUPS_PREFIX / name
+        if any(rollup.glob("**/*.parquet")):
+            source = (
+                f"read_parquet({_literal(str(rollup / '**' / '*.parquet'))},"
+                " hive_partitioning = false, filename = true)"
+            )
+            con.execute(
+                f"CREATE VIEW {name} AS SELECT regexp_extract(filename,"
+                f" {_literal(_SYMBOL_OF_FILE)}, 1) AS symbol, {_typed(ROLLUP_COLUMNS[name])}"
+                f" FROM {source}"
+            )
     return con
 
 

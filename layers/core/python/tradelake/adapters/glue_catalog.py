@@ -9,7 +9,9 @@ Glue takes at most 100 partitions per call and answers a partition that exists w
 ``AlreadyExistsException`` inside a successful response: that is counted as ``existing``, not as
 an error. Throttling and transient service errors — of the whole call or of single entries — are
 retried with capped exponential backoff and full jitter; any other per-entry error is returned as
-a ``Failure`` for the caller to report. boto3 is never imported here: the client is passed in.
+a ``Failure`` for the caller to report. ``partition_values`` lists the partitions matching a
+GetPartitions expression (which symbols a trades hour has, for the rollups). boto3 is never
+imported here: the client is passed in.
 """
 
 from __future__ import annotations
@@ -81,6 +83,24 @@ class GlueCatalog:
             existing += added.existing
             failed.extend(added.failed)
         return Added(created, existing, tuple(failed))
+
+    def partition_values(self, table: str, expression: str) -> list[tuple[str, ...]]:
+        """The values of ``table``'s partitions that match a GetPartitions ``expression``."""
+        found: list[tuple[str, ...]] = []
+        token: str | None = None
+        while True:
+            page = self._call(
+                self.glue.get_partitions,
+                DatabaseName=self.database,
+                TableName=table,
+                Expression=expression,
+                ExcludeColumnSchema=True,
+                **({"NextToken": token} if token else {}),
+            )
+            found += [tuple(p["Values"]) for p in page.get("Partitions", [])]
+            token = page.get("NextToken")
+            if not token:
+                return found
 
     def storage_descriptor(self, table: str) -> dict[str, Any]:
         """The table's StorageDescriptor, from GetTable at most once per ``table_ttl_s``."""

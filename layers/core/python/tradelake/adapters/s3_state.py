@@ -10,8 +10,12 @@
   ``gap_lines``), so the Glue ``gaps`` table and the local DuckDB view read the same format.
   Objects are never rewritten: a crash cannot tear one.
 
-The clients are boto3's S3 client or anything with its ``get_object``/``put_object``; this module
-does not import boto3.
+- ``S3Prefixes``: deletes every object under a prefix (a rollup hour, before it is written
+  again). With the bucket's versioning that leaves delete markers, and the old files stay
+  recoverable for the noncurrent-version lifetime.
+
+The clients are boto3's S3 client or anything with its ``get_object``/``put_object`` (and
+``list_objects_v2``/``delete_objects`` for ``S3Prefixes``); this module does not import boto3.
 """
 
 from __future__ import annotations
@@ -93,3 +97,42 @@ class S3GapLedger:
             Body=gap_lines(gaps),
             ContentType="application/x-ndjson",
         )
+
+
+S3_DELETE_LIMIT = 1000
+"""Most keys one DeleteObjects call takes."""
+
+
+class S3PrefixNotDeletedError(RuntimeError):
+    """S3 refused to delete some objects under a prefix."""
+
+
+class S3Prefixes:
+    """``rollup.Prefixes``: every object under a prefix of one bucket, deleted."""
+
+    def __init__(self, client: Any, bucket: str) -> None:
+        self.client, self.bucket = client, bucket
+
+    def delete_prefix(self, prefix: str) -> int:
+        if not prefix.endswith("/") or prefix == "/":
+            raise ValueError(f"refusing to delete {prefix!r}: not a directory prefix")
+        deleted = 0
+        while True:  # listing again after each round: deleting does not disturb a fresh list
+            page = self.client.list_objects_v2(
+                Bucket=self.bucket, Prefix=prefix, MaxKeys=S3_DELETE_LIMIT
+            )
+            keys = [o["Key"] for o in page.get("Contents", [])]
+            if not keys:
+                return deleted
+            response = self.client.delete_objects(
+                Bucket=self.bucket,
+                Delete={"Objects": [{"Key": k} for k in keys], "Quiet": True},
+            )
+            errors = response.get("Errors") or []
+            if errors:
+                first = errors[0]
+                raise S3PrefixNotDeletedError(
+                    f"{len(errors)} object(s) under s3://{self.bucket}/{prefix} not deleted, "
+                    f"the first {first.get('Key')}: {first.get('Code')} {first.get('Message')}"
+                )
+            deleted += len(keys)
