@@ -18,15 +18,17 @@ demo: $(STAMP)  ## the whole pipeline locally, offline: simulator -> capture -> 
 test: $(STAMP) package system-deps  ## unit, integration and infra tests (packages the stack first)
 	$(BIN)/pytest
 
-# Chromium, for the test that opens `tradelake report` in a browser. Installed only as root (CI
-# runs as root on a fresh Debian machine); otherwise that test skips and says how to get it.
-system-deps:  ## Debian packages the tests use (chromium), when missing and running as root
-	@if command -v chromium >/dev/null 2>&1; then :; \
+# Chromium, for the test that opens `tradelake report` in a browser, and jq (Debian's is jq 1.6,
+# the engine of Firehose's JQ-1.6 partitioning query: tests/infra/test_jq.py). Installed only as
+# root (CI runs as root on a fresh Debian machine); otherwise those tests skip and say how.
+system-deps:  ## Debian packages the tests use (chromium, jq), when missing and running as root
+	@missing=""; for p in chromium jq; do command -v $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -z "$$missing" ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-		apt-get update -q && apt-get install -y -q --no-install-recommends chromium; \
+		apt-get update -q && apt-get install -y -q --no-install-recommends $$missing; \
 	else \
-		echo "make system-deps: chromium is missing and only root with apt-get installs it: the" \
-			"report's browser test will be SKIPPED (sudo make system-deps)" >&2; \
+		echo "make system-deps:$$missing missing and only root with apt-get installs it: the" \
+			"tests that need it will be SKIPPED (sudo make system-deps)" >&2; \
 	fi
 
 soak: $(STAMP)  ## the exactly-once property test with 5,000 examples (make test runs 400)

@@ -1,8 +1,9 @@
-"""Keep exactly one ingest execution running while ingestion is switched on (ARCHITECTURE.md §1).
+"""Keep exactly one ingest execution per shard running while ingestion is on (ARCHITECTURE.md §1).
 
 Woken every five minutes and when an ingest execution ends FAILED, TIMED_OUT or ABORTED; the
-decision does not depend on which (see ``tradelake.supervise``). Two invocations at the same
-moment start one execution between them: execution names are unique.
+decision does not depend on which (see ``tradelake.supervise``). The shards are computed from
+``TRADELAKE_SYMBOLS`` at cold start (``tradelake.shards``). Two invocations at the same moment
+start one execution per shard between them: execution names are unique.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from tradelake.adapters.sfn_control import StepFunctionsIngestControl
 from tradelake.config import SupervisorConfig
+from tradelake.shards import shards
 from tradelake.supervise import Start, summary, supervise, trigger_of
 
 SERVICE = "supervisor"
@@ -24,6 +26,7 @@ metrics = Metrics(service=SERVICE)
 tracer = Tracer(service=SERVICE)
 
 config = SupervisorConfig.from_env()
+SHARDS = shards(config.symbols, config.symbols_per_shard)
 clients = {
     "sfn": boto3.client("stepfunctions"),
     "ssm": boto3.client("ssm"),
@@ -53,9 +56,12 @@ def handler(
         bucket=config.data_bucket,
         cursor_key=config.cursor_key,
     )
-    decision = supervise(control)
-    metric = "IngestStarted" if isinstance(decision, Start) else METRIC_OF_REASON[decision.reason]
-    metrics.add_metric(name=metric, unit=MetricUnit.Count, value=1)
-    result = summary(decision)
-    logger.info("supervised", extra={"decision": result, "trigger": trigger_of(event)})
+    decisions = supervise(control, SHARDS)
+    for decision in decisions:
+        metric = (
+            "IngestStarted" if isinstance(decision, Start) else METRIC_OF_REASON[decision.reason]
+        )
+        metrics.add_metric(name=metric, unit=MetricUnit.Count, value=1)
+    result = {"shards": len(SHARDS), "decisions": [summary(d) for d in decisions]}
+    logger.info("supervised", extra={**result, "trigger": trigger_of(event)})
     return result

@@ -95,7 +95,9 @@ def _copy_of_the_service(target: Path) -> Path:
     return target
 
 
-def test_the_stack_packages_with_no_credentials_and_no_network(tmp_path, packaged):
+def package_with(tmp_path: Path, *params: str) -> Path:
+    """Package a copy of the service for stage ci offline with ``params`` (``name=value``) on
+    top of the alarm e-mail; the path of its template."""
     service = _copy_of_the_service(tmp_path / "stack")
     done = osls(
         service,
@@ -105,11 +107,17 @@ def test_the_stack_packages_with_no_credentials_and_no_network(tmp_path, package
         "--region",
         "eu-west-1",
         "--param=alarmEmail=alarms@example.com",
+        *(f"--param={param}" for param in params),
         home=tmp_path,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    out = service / ".serverless"
-    template = json.loads((out / "cloudformation-template-update-stack.json").read_text())
+    return service / ".serverless" / "cloudformation-template-update-stack.json"
+
+
+def test_the_stack_packages_with_no_credentials_and_no_network(tmp_path, packaged):
+    path = package_with(tmp_path)
+    out = path.parent
+    template = json.loads(path.read_text())
     assert "CoreLambdaLayer" in template["Resources"]
     assert {p.name for p in out.glob("*.zip")} >= {"core.zip", "deps.zip", "ingest.zip"}
     # The same template as `make package` wrote (but for the artifacts' timestamped S3 keys).
@@ -122,20 +130,7 @@ def test_with_quicksight_switched_on_the_stack_packages_offline_and_passes_cfn_l
 ):
     """The optional QuickSight resources (resources/analytics.yml) with their parameter set."""
     principal = "arn:aws:quicksight:eu-west-1:123456789012:user/default/analyst"
-    service = _copy_of_the_service(tmp_path / "stack")
-    done = osls(
-        service,
-        "package",
-        "--stage",
-        "ci",
-        "--region",
-        "eu-west-1",
-        "--param=alarmEmail=alarms@example.com",
-        f"--param=quicksightPrincipal={principal}",
-        home=tmp_path,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    path = service / ".serverless" / "cloudformation-template-update-stack.json"
+    path = package_with(tmp_path, f"quicksightPrincipal={principal}")
     template = json.loads(path.read_text())
     assert template["Parameters"]["QuickSightPrincipal"]["Default"] == principal
     assert "QuickSightDashboard" in template["Resources"]
@@ -173,3 +168,60 @@ def test_the_offline_switch_refuses_deploy(tiny_service, tmp_path):
     done = osls(tiny_service(), "deploy", home=tmp_path)
     assert done.returncode != 0
     assert "is only for `serverless package`" in done.stdout + done.stderr
+
+
+ADOPTED = "tradelake-prod-123-eu-west-1"
+
+
+def test_with_an_existing_data_bucket_the_stack_adopts_it_offline_and_passes_cfn_lint(
+    tmp_path, packaged
+):
+    """Remove, then deploy again (issue 8): `existingDataBucket` set, no bucket is created."""
+    path = package_with(tmp_path, f"existingDataBucket={ADOPTED}")
+    template = json.loads(path.read_text())
+    resources = template["Resources"]
+    assert [k for k, v in resources.items() if v["Type"] == "AWS::S3::Bucket"] == [
+        "ServerlessDeploymentBucket"
+    ]
+    assert '"DataBucket"' not in json.dumps(template)
+    assert "DataBucket.Arn" not in json.dumps(template)
+    arn = {"Fn::Sub": f"arn:${{AWS::Partition}}:s3:::{ADOPTED}"}
+    # The notification, on the existing bucket (osls's Custom::S3), with the bucket's filters.
+    (notification,) = [v for v in resources.values() if v["Type"] == "Custom::S3"]
+    props = notification["Properties"]
+    assert props["BucketName"] == ADOPTED
+    assert props["FunctionName"] == "tradelake-ci-partitions"
+    assert props["BucketConfigs"] == [
+        {"Event": "s3:ObjectCreated:*", "Rules": [{"Prefix": "trades/"}, {"Suffix": ".parquet"}]}
+    ]
+    permission = resources["PartitionsS3Permission"]["Properties"]
+    assert permission["SourceArn"] == arn
+    # Firehose writes there, the functions and roles name it.
+    firehose = resources["TradesDeliveryStream"]["Properties"]
+    assert firehose["ExtendedS3DestinationConfiguration"]["BucketARN"] == arn
+    for fn in ("Ingest", "Supervisor", "Rollup", "Partitions"):
+        env = resources[f"{fn}LambdaFunction"]["Properties"]["Environment"]["Variables"]
+        assert env["DATA_BUCKET"] == ADOPTED, fn
+    ingest_role = json.dumps(resources["IngestRole"])
+    assert f"arn:${{AWS::Partition}}:s3:::{ADOPTED}/_state/*" in ingest_role
+    delivery_role = json.dumps(resources["FirehoseDeliveryRole"])
+    assert f"arn:${{AWS::Partition}}:s3:::{ADOPTED}/trades/*" in delivery_role
+    trades = resources["TradesTable"]["Properties"]["TableInput"]["StorageDescriptor"]
+    assert trades["Location"] == f"s3://{ADOPTED}/trades/"
+    policy = resources["DataBucketPolicy"]["Properties"]
+    assert policy["Bucket"] == ADOPTED
+    assert [str(m) for m in lint_file(path)] == []
+
+    # Without the param (`make package`): the bucket is created and notifies as before.
+    ours = json.loads((packaged / "cloudformation-template-update-stack.json").read_text())
+    bucket = ours["Resources"]["DataBucket"]
+    assert bucket["Type"] == "AWS::S3::Bucket"
+    assert bucket["DeletionPolicy"] == "Retain"
+    assert bucket["Properties"]["BucketName"] == {
+        "Fn::Sub": "tradelake-ci-${AWS::AccountId}-${AWS::Region}"
+    }
+    assert "NotificationConfiguration" in bucket["Properties"]
+    assert not [v for v in ours["Resources"].values() if v["Type"] == "Custom::S3"]
+    assert ours["Resources"]["TradesDeliveryStream"]["Properties"][
+        "ExtendedS3DestinationConfiguration"
+    ]["BucketARN"] == {"Fn::GetAtt": ["DataBucket", "Arn"]}

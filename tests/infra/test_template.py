@@ -241,7 +241,7 @@ def test_firehose_partitions_by_symbol_and_event_hour(firehose):
     assert "symbol: .symbol" in query
     for key, fmt in (("year", "%Y"), ("month", "%m"), ("day", "%d"), ("hour", "%H")):
         # EVENT time: .ts is epoch millis of the exchange timestamp.
-        assert f'{key}: (.ts/1000|strftime("{fmt}"))' in query
+        assert f'{key}: (.ts/1000|floor|strftime("{fmt}"))' in query
     assert firehose["Prefix"] == (
         "trades/symbol=!{partitionKeyFromQuery:symbol}/year=!{partitionKeyFromQuery:year}/"
         "month=!{partitionKeyFromQuery:month}/day=!{partitionKeyFromQuery:day}/"
@@ -347,8 +347,24 @@ def test_bucket_is_private_encrypted_and_expires_scratch(template):
         for r in bucket["LifecycleConfiguration"]["Rules"]
         if r["Status"] == "Enabled" and "ExpirationInDays" in r
     }
-    assert 0 < expiring["errors/"] <= 90
     assert 0 < expiring["athena-results/"] <= 30
+
+
+def test_no_lifecycle_rule_expires_firehose_errors(template):
+    # Firehose error output is the only copy of its records (issue 8): a cheaper storage class is
+    # fine, an expiry is not — neither by a rule for errors/ nor by one covering the whole bucket.
+    rules = template.props("DataBucket")["LifecycleConfiguration"]["Rules"]
+    covering = [
+        r
+        for r in rules
+        if r["Status"] == "Enabled"
+        and ("errors/".startswith(r.get("Prefix", "")) or r.get("Prefix", "").startswith("errors/"))
+    ]
+    assert any(r.get("Prefix") == "errors/" for r in covering)
+    for rule in covering:
+        assert "ExpirationInDays" not in rule, rule
+        assert "ExpirationDate" not in rule, rule
+        assert "Expiration" not in rule.get("Filter", {}), rule
 
 
 def test_bucket_policy_denies_plain_http(template):
@@ -529,6 +545,7 @@ def test_ingest_task_invokes_the_ingest_function_with_the_cursor(template, defin
     assert placeholder is not None
     assert mapping[placeholder[1]] == {"Fn::GetAtt": ["IngestLambdaFunction", "Arn"]}
     assert ingest["Parameters"]["Payload"] == {
+        "shard.$": "$.shard",
         "cursor.$": "$.cursor",
         "generation.$": "$.generation",
         "loop.$": "$.loop",
@@ -559,6 +576,7 @@ def test_ingest_task_retries_service_errors_and_catches_crashes(definition):
     recover = definition["States"]["Recover"]
     assert recover["Type"] == "Pass"
     assert recover["Parameters"] == {
+        "shard.$": "$.shard",
         "cursor.$": "$.cursor",
         "generation.$": "$.generation",
         "loop.$": "States.MathAdd($.loop, 1)",
@@ -588,8 +606,11 @@ def test_continue_as_new_starts_the_next_generation(definition):
     assert state["End"] is True
     params = state["Parameters"]
     assert params["StateMachineArn.$"] == "$$.StateMachine.Id"
-    assert params["Name.$"] == "States.Format('ingest-{}', States.MathAdd($.generation, 1))"
+    assert params["Name.$"] == (
+        "States.Format('ingest-{}-{}', $.shard, States.MathAdd($.generation, 1))"
+    )
     assert params["Input"] == {
+        "shard.$": "$.shard",
         "cursor.$": "$.cursor",
         "generation.$": "States.MathAdd($.generation, 1)",
         "loop": 0,
@@ -631,7 +652,9 @@ def test_supervisor_runs_every_5_minutes_and_on_failed_executions(template):
 
 def test_no_other_function_is_triggered_by_rules(template):
     assert _rules_targeting(template, "IngestLambdaFunction") == []
-    assert _rules_targeting(template, "PartitionsLambdaFunction") == []
+    # The partitions function: S3 notifications, and only its daily reconcile schedule.
+    (reconcile,) = _rules_targeting(template, "PartitionsLambdaFunction")
+    assert "EventPattern" not in reconcile
 
 
 def test_ingest_switch_parameter(template):
@@ -748,7 +771,11 @@ def test_rollup_function_runs_hourly_after_firehose_flushed(template):
     assert env["TRADES_TABLE"] == {"Ref": "TradesTable"}
     assert env["ATHENA_WORKGROUP"] == {"Ref": "AthenaWorkGroup"}
     assert int(env["ROLLUP_LOOKBACK_HOURS"]) >= 2
-    (invoke,) = template.of_type("AWS::Lambda::EventInvokeConfig").values()
+    (invoke,) = [
+        v
+        for v in template.of_type("AWS::Lambda::EventInvokeConfig").values()
+        if v["Properties"]["FunctionName"] == {"Ref": "RollupLambdaFunction"}
+    ]
     assert invoke["Properties"]["MaximumRetryAttempts"] == 0
 
 
@@ -883,3 +910,49 @@ def test_zips_are_what_the_template_deploys(template, packaged):
     for key in keys:
         name = key.rsplit("/", 1)[1]
         assert zipfile.is_zipfile(packaged / name), name
+
+
+# --- issue 8: no partition left unregistered ------------------------------------------------
+
+
+def test_partition_events_that_keep_failing_go_to_an_encrypted_queue(template):
+    config = next(
+        v["Properties"]
+        for v in template.of_type("AWS::Lambda::EventInvokeConfig").values()
+        if v["Properties"]["FunctionName"] == {"Ref": "PartitionsLambdaFunction"}
+    )
+    assert config["MaximumRetryAttempts"] == 2
+    destination = config["DestinationConfig"]["OnFailure"]["Destination"]
+    assert destination == {"Fn::GetAtt": ["PartitionsFailureQueue", "Arn"]}
+    queue = template.resources["PartitionsFailureQueue"]
+    assert queue["Type"] == "AWS::SQS::Queue"
+    props = queue["Properties"]
+    assert props.get("SqsManagedSseEnabled") is True or "KmsMasterKeyId" in props
+    assert props["MessageRetentionPeriod"] == 14 * 24 * 3600
+    # Lambda sends to the destination with the function's own role.
+    assert _grants(template, "PartitionsRole", "sqs:SendMessage") == [
+        "<PartitionsFailureQueue.Arn>"
+    ]
+
+
+def test_the_partitions_function_reconciles_daily_and_may_list_trades(template):
+    rules = [
+        v["Properties"]
+        for v in template.of_type("AWS::Events::Rule").values()
+        if {"Fn::GetAtt": ["PartitionsLambdaFunction", "Arn"]}
+        in [t["Arn"] for t in v["Properties"]["Targets"]]
+    ]
+    assert [r["ScheduleExpression"] for r in rules] == ["cron(40 3 * * ? *)"]
+    env = template.function("partitions")["Environment"]["Variables"]
+    bucket = resolve(template.props("DataBucket")["BucketName"])
+    assert resolve(env["DATA_BUCKET"]) == bucket
+    statement = next(
+        s
+        for s in template.policy_statements("PartitionsRole")
+        if "s3:ListBucket" in _list(s["Action"])
+    )
+    assert [resolve(r) for r in _list(statement["Resource"])] == [
+        f"arn:<AWS::Partition>:s3:::{bucket}"
+    ]
+    assert statement["Condition"] == {"StringLike": {"s3:prefix": ["trades/*"]}}
+    assert not _grants(template, "PartitionsRole", "s3:GetObject")

@@ -13,11 +13,12 @@ import time
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, ReadTimeoutError
 
 from aws_world import (
     HOUR_NS,
     START_NS,
+    STREAM,
     SYMBOLS,
     Aws,
     LambdaContext,
@@ -25,7 +26,11 @@ from aws_world import (
     load_handler,
     step,
 )
+from tradelake.adapters import websocket_source
+from tradelake.adapters.firehose_sink import DELIVERY_BACKOFF, FirehoseDeliveryError, FirehoseSink
+from tradelake.capture import Connect, Connection
 from tradelake.cursor import Cursor
+from tradelake.model import Trade
 from tradelake.simulator import Faults, Simulator, SimulatorConfig, synthetic_tape
 
 pytestmark = pytest.mark.integration
@@ -206,3 +211,85 @@ def test_a_checkpoint_newer_than_the_payload_wins_no_trade_twice(
     assert third["generation"] == 1
     assert sorted(g.reason for g in aws.gaps()) == ["no_cursor"] * len(SYMBOLS), "the first step"
     assert_complete(tape, aws)
+
+
+def refusing(failures: int | None) -> tuple[Connect, list[float]]:
+    """A connect refused ``failures`` times (None: always), then the real one; and when each
+    refused attempt was made."""
+    refused: list[float] = []
+
+    def connect(url: str, timeout_s: float) -> Connection:
+        if failures is None or len(refused) < failures:
+            refused.append(time.monotonic())
+            raise ConnectionRefusedError(111, "Connection refused")
+        return websocket_source.connect(url, timeout_s)
+
+    return connect, refused
+
+
+def test_a_first_connect_failing_twice_is_retried_not_a_failed_step(
+    aws: Aws, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tape = synthetic_tape(SYMBOLS, START_NS, HOUR_NS, seed=3, rate=0.2)
+    connect, refused = refusing(2)
+    with Simulator(tape, SimulatorConfig(compression=3600 / 20)) as sim:
+        module = load_handler(monkeypatch, sim.url)
+        result = step(module, aws, {}, run_s=5.0, connect=connect, wall_ns=sim.event_ns)
+    blobs = emf_blobs(capsys.readouterr().out)
+    assert len(refused) == 2
+    assert result["continue"] is True
+    assert result["loop"] == 1
+    assert metric_sum(blobs, "ConnectFailures") == 2
+    assert metric_sum(blobs, "Reconnects") == 0, "a failed connect is not a reconnect"
+    assert aws.delivered(), "once connected, it captured"
+    assert aws.checkpoint() == Cursor.from_json(result["cursor"])
+
+
+def test_a_source_that_never_answers_ends_the_step_at_its_deadline_cursor_unchanged(
+    aws: Aws, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tape = synthetic_tape(SYMBOLS, START_NS, HOUR_NS, seed=3, rate=0.2)
+    with Simulator(tape, SimulatorConfig(compression=3600 / 20)) as sim:
+        module = load_handler(monkeypatch, sim.url)
+        first = step(module, aws, {"generation": 2}, run_s=2.0, wall_ns=sim.event_ns)
+    delivered = len(aws.delivered())
+    capsys.readouterr()
+    connect, refused = refusing(None)
+    started = time.monotonic()
+    second = step(module, aws, first, run_s=2.0, connect=connect)  # no exception
+    elapsed = time.monotonic() - started
+    blobs = emf_blobs(capsys.readouterr().out)
+    assert 1.9 <= elapsed < 5, "it kept trying until the capture's deadline, then returned"
+    assert second == {**first, "loop": 2, "continue": True}, "same cursor; the next step retries"
+    assert len(refused) >= 2
+    assert metric_sum(blobs, "ConnectFailures") == len(refused)
+    assert len(aws.delivered()) == delivered
+    assert aws.checkpoint() == Cursor.from_json(first["cursor"])
+
+
+def test_the_firehose_client_makes_one_attempt_per_call_the_sink_owns_every_retry(
+    aws: Aws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module = load_handler(monkeypatch, "ws://127.0.0.1:9")
+    firehose = module.clients["firehose"]
+    assert firehose.meta.config.retries["total_max_attempts"] == 1, "botocore: no retries"
+    for name in ("s3", "ssm"):  # botocore owns these: standard mode, 3 retries
+        retries = module.clients[name].meta.config.retries
+        assert (retries["mode"], retries["total_max_attempts"]) == ("standard", 4), name
+
+    attempts: list[str] = []
+
+    def read_timeout(request: Any, **kwargs: Any) -> None:
+        """Every HTTP attempt times out waiting for the answer (raised where the send would be)."""
+        attempts.append(request.url)
+        raise ReadTimeoutError(endpoint_url=request.url)
+
+    firehose.meta.events.register("before-send.firehose.PutRecordBatch", read_timeout)
+    sink = FirehoseSink(firehose, STREAM, sleep=lambda s: None)
+    sink.add([Trade("BTCUSD", START_NS, "buy", 10**14, 10**10, 0, START_NS + 5, 0, "snapshot")])
+    with pytest.raises(FirehoseDeliveryError, match="ReadTimeoutError"):
+        sink.flush()
+    assert len(attempts) == sink.backoff.attempts == DELIVERY_BACKOFF.attempts, (
+        "one HTTP attempt per sink attempt: no retries multiplied"
+    )
+    assert sink.network_errors == DELIVERY_BACKOFF.attempts

@@ -97,6 +97,7 @@ def moto_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         GLUE_DATABASE=DATABASE,
         TRADES_TABLE=TABLE,
         GAPS_TABLE="gaps",
+        DATA_BUCKET=BUCKET,
         POWERTOOLS_METRICS_NAMESPACE="tradelake",
     )
     with mock_aws():

@@ -124,11 +124,19 @@ class World:
         arn = self.arn.replace(":stateMachine:", ":execution:") + f":{name}"
         return json.loads(self.sfn.client.describe_execution(executionArn=arn)["input"])
 
-    def call(self, supervisor: ModuleType, event: Any = SCHEDULE) -> dict[str, Any]:
+    def call_all(self, supervisor: ModuleType, event: Any = SCHEDULE) -> dict[str, Any]:
         result: dict[str, Any] = supervisor.handler(
             event, LambdaContext(), sfn=self.sfn, ssm=self.ssm, s3=self.s3
         )
         return result
+
+    def call(self, supervisor: ModuleType, event: Any = SCHEDULE) -> dict[str, Any]:
+        """One invocation with the one shard of the default symbols: its decision."""
+        result = self.call_all(supervisor, event)
+        assert result["shards"] == 1
+        [decision] = result["decisions"]
+        assert isinstance(decision, dict)
+        return decision
 
 
 @pytest.fixture
@@ -136,6 +144,7 @@ def moto_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     moto_credentials(
         monkeypatch,
         STATE_MACHINE_ARN=STATE_MACHINE_ARN,
+        TRADELAKE_SYMBOLS="BTCUSD,BTCUSDT,sBTCUSDT",
         DATA_BUCKET=BUCKET,
         CURSOR_KEY=CURSOR_KEY,
         INGEST_SWITCH_PARAMETER=SWITCH,
@@ -173,24 +182,31 @@ def test_none_running_starts_ingest_1(
 ) -> None:
     assert running_world.call(supervisor) == {
         "action": "start",
-        "name": "ingest-1",
+        "shard": 0,
+        "name": "ingest-0-1",
         "generation": 1,
     }
-    assert running_world.executions() == {"ingest-1": "RUNNING"}
-    assert running_world.input_of("ingest-1") == {"cursor": None, "generation": 1, "loop": 0}
+    assert running_world.executions() == {"ingest-0-1": "RUNNING"}
+    assert running_world.input_of("ingest-0-1") == {
+        "shard": 0,
+        "cursor": None,
+        "generation": 1,
+        "loop": 0,
+    }
     assert emf_values(capsys.readouterr().out) == {"IngestStarted": 1.0}
 
 
 def test_one_running_does_nothing(
     supervisor: ModuleType, running_world: World, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    running_world.start("ingest-7")
+    running_world.start("ingest-0-7")
     assert running_world.call(supervisor) == {
         "action": "nothing",
         "reason": "already_running",
-        "detail": "ingest-7 is running",
+        "detail": "ingest-0-7 is running",
+        "shard": 0,
     }
-    assert running_world.executions() == {"ingest-7": "RUNNING"}
+    assert running_world.executions() == {"ingest-0-7": "RUNNING"}
     assert emf_values(capsys.readouterr().out) == {"IngestAlreadyRunning": 1.0}
 
 
@@ -202,27 +218,28 @@ def test_switched_off_does_nothing(
     assert running_world.executions() == {}
     assert emf_values(capsys.readouterr().out) == {"IngestSwitchedOff": 1.0}
     running_world.switch("on")
-    assert running_world.call(supervisor)["name"] == "ingest-1"
+    assert running_world.call(supervisor)["name"] == "ingest-0-1"
 
 
 def test_after_ingest_41_finished_it_starts_ingest_42_with_the_checkpoint(
     supervisor: ModuleType, finishing_world: World
 ) -> None:
     for generation in (39, 40, 41):
-        finishing_world.start(f"ingest-{generation}")
+        finishing_world.start(f"ingest-0-{generation}")
     finishing_world.start("hand-started-test")
     assert set(finishing_world.executions().values()) == {"SUCCEEDED"}
     finishing_world.checkpoint(cursor())
 
-    event = status_change("ingest-41", "FAILED")
-    assert finishing_world.call(supervisor, event)["name"] == "ingest-42"
+    event = status_change("ingest-0-41", "FAILED")
+    assert finishing_world.call(supervisor, event)["name"] == "ingest-0-42"
 
-    assert finishing_world.input_of("ingest-42") == {
+    assert finishing_world.input_of("ingest-0-42") == {
+        "shard": 0,
         "cursor": cursor().to_json(),
         "generation": 42,
         "loop": 0,
     }
-    assert Cursor.from_json(finishing_world.input_of("ingest-42")["cursor"]) == cursor()
+    assert Cursor.from_json(finishing_world.input_of("ingest-0-42")["cursor"]) == cursor()
 
 
 def race(
@@ -262,7 +279,7 @@ def race(
 
     threads = [
         threading.Thread(target=trigger, args=(SCHEDULE,)),
-        threading.Thread(target=trigger, args=(status_change("ingest-3", "TIMED_OUT"),)),
+        threading.Thread(target=trigger, args=(status_change("ingest-0-3", "TIMED_OUT"),)),
     ]
     for t in threads:
         t.start()
@@ -276,15 +293,15 @@ def test_two_simultaneous_triggers_start_one_execution(
     supervisor: ModuleType, running_world: World
 ) -> None:
     """Same name, same input: Step Functions answers the second with the first execution."""
-    running_world.start("ingest-3")
-    running_world.stop("ingest-3")
+    running_world.start("ingest-0-3")
+    running_world.stop("ingest-0-3")
     running_world.checkpoint(cursor())
 
     results = race(running_world, supervisor)
 
-    assert running_world.executions() == {"ingest-3": "ABORTED", "ingest-4": "RUNNING"}
+    assert running_world.executions() == {"ingest-0-3": "ABORTED", "ingest-0-4": "RUNNING"}
     assert len(results) == 2
-    assert {r.get("name") for r in results} == {"ingest-4"}
+    assert {r.get("name") for r in results} == {"ingest-0-4"}
 
 
 def test_two_triggers_reading_different_checkpoints_start_one_execution(
@@ -309,10 +326,10 @@ def test_two_triggers_reading_different_checkpoints_start_one_execution(
 
     results = race(running_world, supervisor)
 
-    assert running_world.executions() == {"ingest-1": "RUNNING"}
+    assert running_world.executions() == {"ingest-0-1": "RUNNING"}
     assert sorted(r["action"] for r in results) == ["nothing", "start"]
     assert [r["detail"] for r in results if r["action"] == "nothing"] == [
-        "ingest-1 was started concurrently"
+        "ingest-0-1 was started concurrently"
     ]
 
 
@@ -330,26 +347,103 @@ def hide(world: World, *names: str) -> None:
 def test_a_stale_listing_does_not_start_a_second_execution(
     supervisor: ModuleType, running_world: World
 ) -> None:
-    running_world.start("ingest-1", {"cursor": None, "generation": 1, "loop": 7})
-    hide(running_world, "ingest-1")
+    running_world.start("ingest-0-1", {"cursor": None, "generation": 1, "loop": 7})
+    hide(running_world, "ingest-0-1")
     assert running_world.call(supervisor) == {
         "action": "nothing",
         "reason": "already_running",
-        "detail": "ingest-1 was started concurrently",
+        "detail": "ingest-0-1 was started concurrently",
+        "shard": 0,
     }
-    assert running_world.executions() == {"ingest-1": "RUNNING"}
+    assert running_world.executions() == {"ingest-0-1": "RUNNING"}
+
+
+def hide_from_running(world: World, *names: str) -> None:
+    """Make only the RUNNING listing stale: the full listing shows ``names`` already."""
+
+    def list_executions(method: Callable[..., Any], **kwargs: Any) -> Any:
+        response = method(**kwargs)
+        if kwargs.get("statusFilter") == "RUNNING":
+            response["executions"] = [e for e in response["executions"] if e["name"] not in names]
+        return response
+
+    world.sfn.around["list_executions"] = list_executions
+
+
+def test_the_newest_execution_missing_from_the_running_listing_is_confirmed(
+    supervisor: ModuleType, running_world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """ingest-0-1 handed over to ingest-0-2 (continue-as-new); ListExecutions, eventually
+    consistent, does not list ingest-0-2 as RUNNING yet. DescribeExecution on the newest known
+    execution says it runs: no ingest-0-3 beside it."""
+    running_world.start("ingest-0-1")
+    running_world.stop("ingest-0-1")
+    running_world.start("ingest-0-2", {"shard": 0, "cursor": None, "generation": 2, "loop": 0})
+    hide_from_running(running_world, "ingest-0-2")
+    described: list[str] = []
+
+    def describe_execution(method: Callable[..., Any], **kwargs: Any) -> Any:
+        described.append(kwargs["executionArn"].rsplit(":", 1)[-1])
+        return method(**kwargs)
+
+    running_world.sfn.around["describe_execution"] = describe_execution
+    assert running_world.call(supervisor) == {
+        "action": "nothing",
+        "reason": "already_running",
+        "detail": "ingest-0-2 is running (listed late)",
+        "shard": 0,
+    }
+    assert described == ["ingest-0-2"]
+    assert running_world.executions() == {"ingest-0-1": "ABORTED", "ingest-0-2": "RUNNING"}
+    assert emf_values(capsys.readouterr().out) == {"IngestAlreadyRunning": 1.0}
+
+
+def test_two_shards_get_one_execution_each_with_their_own_checkpoint(
+    running_world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Three symbols, at most two a shard: shards 0 and 1, each kept running on its own."""
+    monkeypatch.setenv("SYMBOLS_PER_SHARD", "2")
+    supervisor = load_function("supervisor")
+    assert supervisor.SHARDS == (("BTCUSD", "BTCUSDT"), ("sBTCUSDT",))
+    running_world.s3.put_object(
+        Bucket=BUCKET, Key="_state/cursor-1.json", Body=json.dumps(cursor().to_json()).encode()
+    )
+    result = running_world.call_all(supervisor)
+    assert result["shards"] == 2
+    assert [(d["action"], d.get("name")) for d in result["decisions"]] == [
+        ("start", "ingest-0-1"),
+        ("start", "ingest-1-1"),
+    ]
+    assert running_world.executions() == {"ingest-0-1": "RUNNING", "ingest-1-1": "RUNNING"}
+    assert running_world.input_of("ingest-0-1")["cursor"] is None
+    assert running_world.input_of("ingest-1-1") == {
+        "shard": 1,
+        "cursor": cursor().to_json(),
+        "generation": 1,
+        "loop": 0,
+    }
+    assert emf_values(capsys.readouterr().out) == {"IngestStarted": 2.0}
+
+    running_world.stop("ingest-1-1")
+    result = running_world.call_all(supervisor)
+    assert [(d["action"], d.get("name")) for d in result["decisions"]] == [
+        ("nothing", None),
+        ("start", "ingest-1-2"),
+    ]
+    running = [n for n, s in running_world.executions().items() if s == "RUNNING"]
+    assert sorted(running) == ["ingest-0-1", "ingest-1-2"]
 
 
 def test_a_name_used_up_by_a_finished_execution_moves_on(
     supervisor: ModuleType, finishing_world: World
 ) -> None:
-    finishing_world.start("ingest-5")
+    finishing_world.start("ingest-0-5")
     finishing_world.executions()
-    hide(finishing_world, "ingest-5")
-    finishing_world.start("ingest-4")
+    hide(finishing_world, "ingest-0-5")
+    finishing_world.start("ingest-0-4")
     finishing_world.executions()
-    assert finishing_world.call(supervisor)["name"] == "ingest-6"
-    assert set(finishing_world.executions()) == {"ingest-4", "ingest-5", "ingest-6"}
+    assert finishing_world.call(supervisor)["name"] == "ingest-0-6"
+    assert set(finishing_world.executions()) == {"ingest-0-4", "ingest-0-5", "ingest-0-6"}
 
 
 @pytest.mark.filterwarnings("ignore:No application metrics to publish")

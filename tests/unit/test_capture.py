@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import random
+from dataclasses import replace
+
 import orjson
 import pytest
 
@@ -9,6 +12,8 @@ from fakes import FakeClock, MemoryCursorStore, MemoryGapLedger, MemorySink, Scr
 from tradelake.capture import (
     Capture,
     CaptureConfig,
+    Connect,
+    Connection,
     ConnectionLost,
     SourceUnreachable,
     SubscriptionRejected,
@@ -198,3 +203,83 @@ def test_lost_connections_reconnect_and_a_first_failure_is_unreachable() -> None
     assert (capture.stats.connections, capture.stats.reconnects) == (2, 1)
     with pytest.raises(SourceUnreachable, match="tradelake demo"):
         Harness().capture().run(deadline=h.clock.now + 100)
+
+
+class FakeSleep(list[float]):
+    """The capture's ``sleep``: records each backoff and lets it pass on the fake clock."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__()
+        self.clock = clock
+
+    def __call__(self, seconds: float) -> None:
+        self.append(seconds)
+        self.clock.now += seconds
+
+
+def failing_first(h: Harness, failures: int | None) -> Connect:
+    """Refuses the first ``failures`` connects (None: every one), then plays ``h``'s scripts."""
+    refused = [0]
+
+    def connect(url: str, timeout_s: float) -> Connection:
+        if failures is None or refused[0] < failures:
+            refused[0] += 1
+            raise ConnectionRefusedError(111, "Connection refused")
+        return h.connect(url, timeout_s)
+
+    return connect
+
+
+def patient(h: Harness, failures: int | None) -> tuple[Capture, FakeSleep]:
+    sleep = FakeSleep(h.clock)
+    capture = Capture(
+        replace(CONFIG, fail_fast=False),
+        sink=h.sink,
+        cursor_store=h.store,
+        gap_ledger=h.ledger,
+        connect=failing_first(h, failures),
+        clock=h.clock,
+        wall_ns=lambda: T0 + round(h.clock.now * 1e9),
+        rng=random.Random(3),
+        sleep=sleep,
+    )
+    return capture, sleep
+
+
+def test_fail_fast_is_the_default_and_counts_the_failed_connect() -> None:
+    assert CaptureConfig().fail_fast is True
+    h = Harness()
+    capture = h.capture()
+    with pytest.raises(SourceUnreachable, match="cannot reach ws://test"):
+        capture.run(deadline=h.clock.now + 100)
+    assert capture.stats.connect_failures == 1
+
+
+def test_without_fail_fast_a_failed_first_connect_is_retried_with_backoff() -> None:
+    h = Harness([trades("BTCUSD", "snapshot", [1, "Buy", 10000, 1])])
+    capture, sleep = patient(h, failures=2)
+    cursor = capture.run(deadline=h.clock.now + 10)
+    stats = capture.stats
+    assert (stats.connect_failures, stats.connections, stats.reconnects) == (2, 1, 0)
+    assert len(sleep) >= 2
+    assert 0 <= sleep[0] <= CONFIG.backoff_initial_s
+    assert 0 <= sleep[1] <= 2 * CONFIG.backoff_initial_s, "exponential: the cap doubles"
+    assert [t.ts_ns - T0 for t in h.sink.written] == [1]
+    assert cursor.symbols["BTCUSD"].ts_ns == T0 + 1
+
+
+def test_without_fail_fast_an_unreachable_source_is_retried_until_the_deadline() -> None:
+    h = Harness()
+    h.store.saved = Cursor()
+    before = h.store.saved.to_json()
+    capture, sleep = patient(h, failures=None)
+    start = h.clock.now
+    cursor = capture.run(deadline=start + 600)  # no exception
+    assert h.clock.now == pytest.approx(start + 600), "it waited right up to the deadline"
+    assert capture.stats.connections == 0
+    assert capture.stats.connect_failures == len(sleep) > 8
+    caps = [min(CONFIG.backoff_max_s, CONFIG.backoff_initial_s * 2**i) for i in range(len(sleep))]
+    assert all(0 <= s <= cap for s, cap in zip(sleep, caps, strict=True)), "capped, jittered"
+    assert max(sleep) > CONFIG.backoff_initial_s * 8, "the backoff grew"
+    assert cursor.to_json() == before, "the cursor is where it was"
+    assert h.sink.written == []

@@ -14,14 +14,23 @@ from typing import Any
 
 import boto3
 import pytest
-from botocore.exceptions import ClientError
+from botocore.exceptions import (
+    ClientError,
+    ConnectionClosedError,
+    EndpointConnectionError,
+    ReadTimeoutError,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from moto import mock_aws
 
 from aws_world import moto_credentials
 from tradelake.adapters.aws_errors import error_code
-from tradelake.adapters.firehose_sink import FirehoseDeliveryError, FirehoseSink
+from tradelake.adapters.firehose_sink import (
+    DELIVERY_BACKOFF,
+    FirehoseDeliveryError,
+    FirehoseSink,
+)
 from tradelake.backoff import Backoff
 from tradelake.cursor import Cursor
 from tradelake.model import Trade
@@ -142,6 +151,7 @@ def test_a_healthy_stream_gets_every_trade_once_in_packed_records() -> None:
         "FirehoseFailedRecords": 0,
         "FirehoseRetries": 0,
         "FirehoseThrottles": 0,
+        "FirehoseNetworkErrors": 0,
     }
     assert s.flush() == []
 
@@ -230,6 +240,100 @@ def test_an_error_that_is_not_throttling_is_raised_at_once() -> None:
     assert error_code(caught.value) == "ResourceNotFoundException"
     assert client.calls == 1
     assert s.pending == 3
+
+
+ENDPOINT = "https://firehose.eu-west-1.amazonaws.com/"
+
+
+class Failing:
+    """Fails the first calls as a whole with ``errors`` (one per call), then is ``fake``.
+
+    ``stored``: each failing call first delivers its records, as Firehose does when the answer
+    is lost on the way back (a read timeout).
+    """
+
+    def __init__(self, fake: FakeFirehose, errors: list[Exception], stored: bool = False) -> None:
+        self.fake, self.errors, self.stored = fake, errors, stored
+        self.calls = 0
+
+    def put_record_batch(self, **kwargs: Any) -> Any:
+        call = self.calls
+        self.calls += 1
+        if call < len(self.errors):
+            if self.stored:
+                self.fake.put_record_batch(**kwargs)
+            raise self.errors[call]
+        return self.fake.put_record_batch(**kwargs)
+
+
+def test_network_errors_and_read_timeouts_are_retried_by_the_sink_as_whole_calls() -> None:
+    fake = FakeFirehose()
+    client = Failing(
+        fake,
+        [
+            EndpointConnectionError(endpoint_url=ENDPOINT),
+            ReadTimeoutError(endpoint_url=ENDPOINT),
+            ConnectionClosedError(endpoint_url=ENDPOINT),
+        ],
+    )
+    sleeps = Sleeps()
+    s = sink(client, sleeps)
+    batch = trades(1_200)  # three records, one call
+    s.add(batch)
+    assert s.flush() == batch
+    assert client.calls == 4
+    assert s.network_errors == 3
+    assert s.counters()["FirehoseNetworkErrors"] == 3
+    assert s.throttles == 0
+    assert s.retries == 3 * 3, "every record of the call was sent again, three times"
+    assert fake.delivered_trades() == batch, "nothing was stored by the failed calls"
+    assert len(sleeps) == 3
+
+
+def test_a_read_timeout_after_firehose_stored_the_records_sends_them_again() -> None:
+    fake = FakeFirehose()
+    client = Failing(fake, [ReadTimeoutError(endpoint_url=ENDPOINT)], stored=True)
+    s = sink(client)
+    batch = trades(10)
+    s.add(batch)
+    assert s.flush() == batch, "the sink cannot know the records were stored: it sends again"
+    assert fake.delivered_trades() == batch + batch, "stored twice: same trade_key, read once"
+    assert fake.sent_after_ack == 1
+    assert s.network_errors == 1
+
+
+def test_a_server_error_of_the_whole_call_is_retried_by_the_sink() -> None:
+    error = ClientError(
+        {
+            "Error": {"Code": "SomethingWentWrong", "Message": "oops"},
+            "ResponseMetadata": {"HTTPStatusCode": 502},
+        },
+        "PutRecordBatch",
+    )
+    fake = FakeFirehose()
+    s = sink(Failing(fake, [error]))
+    s.add(batch := trades(5))
+    assert s.flush() == batch
+    assert s.throttles == 1
+
+
+@pytest.mark.parametrize(
+    "error",
+    [ReadTimeoutError(endpoint_url=ENDPOINT), EndpointConnectionError(endpoint_url=ENDPOINT)],
+    ids=["read-timeout", "no-connection"],
+)
+def test_a_call_failing_on_the_network_for_ever_is_made_exactly_backoff_attempts_times(
+    error: Exception,
+) -> None:
+    client = Failing(FakeFirehose(), [error] * 100)
+    sleeps = Sleeps()
+    s = sink(client, sleeps)
+    s.add(trades(10))
+    with pytest.raises(FirehoseDeliveryError, match=type(error).__name__):
+        s.flush()
+    assert client.calls == DELIVERY_BACKOFF.attempts == 8
+    assert len(sleeps) == DELIVERY_BACKOFF.attempts - 1
+    assert s.pending == 10
 
 
 def test_due_by_count_and_by_age() -> None:

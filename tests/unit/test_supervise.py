@@ -1,4 +1,4 @@
-"""The supervisor's decision: exactly one ingest execution while switched on, names in sequence."""
+"""The supervisor's decision: one ingest execution per shard while on, names in sequence."""
 
 from __future__ import annotations
 
@@ -17,7 +17,9 @@ from tradelake.supervise import (
     decide,
     generation_of,
     ingest_input,
+    newest_known,
     next_generation,
+    parse_name,
     parse_switch,
     summary,
     supervise,
@@ -36,52 +38,82 @@ def test_switched_off_wins_over_running() -> None:
 
 
 def test_one_running_does_nothing() -> None:
-    assert decide(True, ["ingest-7"], ["ingest-7", "ingest-6"]) == Nothing(
-        "already_running", "ingest-7 is running"
+    assert decide(True, ["ingest-0-7"], ["ingest-0-7", "ingest-0-6"]) == Nothing(
+        "already_running", "ingest-0-7 is running", 0
+    )
+
+
+def test_another_shards_running_execution_does_not_count() -> None:
+    assert decide(True, ["ingest-1-7"], ["ingest-1-7", "ingest-0-6"], shard=0) == Start(
+        "ingest-0-7", 7, 0
+    )
+    assert decide(True, ["ingest-1-7"], ["ingest-1-7"], shard=1) == Nothing(
+        "already_running", "ingest-1-7 is running", 1
     )
 
 
 def test_none_ever_starts_generation_one() -> None:
-    assert decide(True, [], []) == Start("ingest-1", 1)
+    assert decide(True, [], []) == Start("ingest-0-1", 1, 0)
+    assert decide(True, [], [], shard=2) == Start("ingest-2-1", 1, 2)
 
 
 def test_after_a_finished_generation_the_next_one_starts() -> None:
-    assert decide(True, [], ["ingest-41", "ingest-40"]) == Start("ingest-42", 42)
+    assert decide(True, [], ["ingest-0-41", "ingest-0-40"]) == Start("ingest-0-42", 42)
+
+
+def test_a_name_from_before_shards_is_shard_0() -> None:
+    assert decide(True, [], ["ingest-41", "ingest-40"]) == Start("ingest-0-42", 42)
+    assert decide(True, ["ingest-41"], ["ingest-41"]) == Nothing(
+        "already_running", "ingest-41 is running", 0
+    )
 
 
 def test_a_hand_started_execution_does_not_reset_the_sequence() -> None:
-    assert decide(True, [], ["manual-retry", "ingest-41", "x"]) == Start("ingest-42", 42)
+    assert decide(True, [], ["manual-retry", "ingest-0-41", "x"]) == Start("ingest-0-42", 42)
 
 
 def test_only_unparsable_names_start_at_one() -> None:
     assert decide(True, [], ["manual-retry", "ingest-", "ingest-x1", "Ingest-5"]) == Start(
-        "ingest-1", 1
+        "ingest-0-1", 1
     )
 
 
 @pytest.mark.parametrize(
-    ("name", "generation"),
+    ("name", "parsed"),
     [
-        ("ingest-1", 1),
-        ("ingest-42", 42),
-        ("ingest-007", 7),
+        ("ingest-0-1", (0, 1)),
+        ("ingest-3-42", (3, 42)),
+        ("ingest-1-007", (1, 7)),
+        ("ingest-42", (0, 42)),
         ("ingest-", None),
         ("ingest-4-retry", None),
+        ("ingest-1-2-3", None),
         ("xingest-4", None),
         ("ingest-4\n", None),
         ("ingest-" + "9" * 19, None),
+        ("ingest-12345-1", None),
     ],
 )
-def test_generation_of(name: str, generation: int | None) -> None:
-    assert generation_of(name) == generation
+def test_parse_name(name: str, parsed: tuple[int, int] | None) -> None:
+    assert parse_name(name) == parsed
+    assert generation_of(name, parsed[0] if parsed else 0) == (parsed[1] if parsed else None)
 
 
-@given(st.lists(st.integers(1, 10**12), max_size=20), st.lists(st.text(max_size=12), max_size=5))
-def test_the_next_generation_is_above_every_known_one(gens: list[int], others: list[str]) -> None:
-    names = [f"ingest-{g}" for g in gens] + others
-    n = next_generation(names)
+@given(
+    st.lists(st.tuples(st.integers(0, 3), st.integers(1, 10**12)), max_size=20),
+    st.lists(st.text(max_size=12), max_size=5),
+    st.integers(0, 3),
+)
+def test_the_next_generation_is_above_every_known_one_of_the_shard(
+    known: list[tuple[int, int]], others: list[str], shard: int
+) -> None:
+    names = [f"ingest-{s}-{g}" for s, g in known] + others
+    gens = [g for s, g in known if s == shard]
+    n = next_generation(names, shard)
     assert all(n > g for g in gens)
-    assert n == max(gens, default=0) + 1 or any(generation_of(o) is not None for o in others)
+    assert n == max(gens, default=0) + 1 or any(generation_of(o, shard) is not None for o in others)
+    newest = newest_known(names, shard)
+    assert newest is None or generation_of(newest, shard) == n - 1
 
 
 @pytest.mark.parametrize(
@@ -101,8 +133,13 @@ def cursor() -> Cursor:
     return Cursor({"BTCUSD": SymbolCursor(1_795_737_605_554_137_578, {("buy", 10, 20): 2})})
 
 
-def test_the_input_carries_the_cursor_generation_and_loop_zero() -> None:
-    assert ingest_input(cursor(), 42) == {"cursor": cursor().to_json(), "generation": 42, "loop": 0}
+def test_the_input_carries_the_shard_cursor_generation_and_loop_zero() -> None:
+    assert ingest_input(cursor(), 42, 2) == {
+        "shard": 2,
+        "cursor": cursor().to_json(),
+        "generation": 42,
+        "loop": 0,
+    }
 
 
 def test_no_cursor_or_an_empty_one_is_null() -> None:
@@ -124,7 +161,12 @@ def test_triggers_are_told_apart_for_the_log() -> None:
 
 
 def test_summary_is_small_and_json_ready() -> None:
-    assert summary(Start("ingest-2", 2)) == {"action": "start", "name": "ingest-2", "generation": 2}
+    assert summary(Start("ingest-1-2", 2, 1)) == {
+        "action": "start",
+        "shard": 1,
+        "name": "ingest-1-2",
+        "generation": 2,
+    }
     assert summary(Nothing("switched_off", "x")) == {
         "action": "nothing",
         "reason": "switched_off",
@@ -134,32 +176,42 @@ def test_summary_is_small_and_json_ready() -> None:
 
 @dataclass
 class FakeControl:
-    """An in-memory workflow with Step Functions' rule: one execution per name, ever."""
+    """An in-memory workflow with Step Functions' rule: one execution per name, ever.
+
+    The listings lag like ListExecutions: ``hidden`` names are missing from both, and
+    ``hidden_running`` ones are missing from the RUNNING listing only; DescribeExecution
+    (``status``) is always right.
+    """
 
     on: bool = True
     executions: dict[str, str] = field(default_factory=dict)
     """name → status, in start order."""
-    saved: Cursor | None = None
+    saved: dict[int, Cursor] = field(default_factory=dict)
     inputs: dict[str, Mapping[str, Any]] = field(default_factory=dict)
     hidden: set[str] = field(default_factory=set)
     """Names a stale listing does not show yet."""
-    checkpoint_reads: int = 0
+    hidden_running: set[str] = field(default_factory=set)
+    """Names the RUNNING listing does not show yet (the full listing does)."""
+    checkpoint_reads: list[int] = field(default_factory=list)
+    described: list[str] = field(default_factory=list)
 
     def switched_on(self) -> bool:
         return self.on
 
     def running(self) -> list[str]:
-        return [n for n, s in self.executions.items() if s == "RUNNING" and n not in self.hidden]
+        hidden = self.hidden | self.hidden_running
+        return [n for n, s in self.executions.items() if s == "RUNNING" and n not in hidden]
 
     def recent(self) -> list[str]:
         return [n for n in reversed(self.executions) if n not in self.hidden]
 
     def status(self, name: str) -> str | None:
+        self.described.append(name)
         return self.executions.get(name)
 
-    def checkpoint(self) -> Cursor | None:
-        self.checkpoint_reads += 1
-        return self.saved
+    def checkpoint(self, shard: int) -> Cursor | None:
+        self.checkpoint_reads.append(shard)
+        return self.saved.get(shard)
 
     def start(self, name: str, payload: Mapping[str, Any]) -> bool:
         if name in self.executions:
@@ -169,61 +221,131 @@ class FakeControl:
         return True
 
 
+ONE = (("BTCUSD",),)
+THREE = (("BTCUSD",), ("ETHUSD",), ("XRPUSD",))
+
+
 def test_supervise_starts_with_the_checkpointed_cursor() -> None:
-    control = FakeControl(executions={"ingest-41": "FAILED"}, saved=cursor())
-    assert supervise(control) == Start("ingest-42", 42)
-    assert control.inputs["ingest-42"] == {
+    control = FakeControl(executions={"ingest-0-41": "FAILED"}, saved={0: cursor()})
+    assert supervise(control, ONE) == [Start("ingest-0-42", 42, 0)]
+    assert control.inputs["ingest-0-42"] == {
+        "shard": 0,
         "cursor": cursor().to_json(),
         "generation": 42,
         "loop": 0,
     }
 
 
+def test_supervise_keeps_one_execution_per_shard_each_with_its_checkpoint() -> None:
+    control = FakeControl(
+        executions={"ingest-0-3": "RUNNING", "ingest-1-8": "FAILED"}, saved={1: cursor()}
+    )
+    assert supervise(control, THREE) == [
+        Nothing("already_running", "ingest-0-3 is running", 0),
+        Start("ingest-1-9", 9, 1),
+        Start("ingest-2-1", 1, 2),
+    ]
+    assert control.inputs["ingest-1-9"]["cursor"] == cursor().to_json()
+    assert control.inputs["ingest-2-1"]["cursor"] is None
+    assert control.checkpoint_reads == [1, 2]
+    assert [d for d in supervise(control, THREE) if isinstance(d, Start)] == []
+
+
+def test_an_empty_shard_gets_no_execution() -> None:
+    control = FakeControl()
+    assert supervise(control, (("BTCUSD",), ())) == [Start("ingest-0-1", 1, 0)]
+
+
 def test_supervise_reads_nothing_more_when_switched_off_or_running() -> None:
     off = FakeControl(on=False)
-    assert supervise(off) == Nothing("switched_off", "ingestion is switched off")
-    running = FakeControl(executions={"ingest-3": "RUNNING"})
-    assert supervise(running) == Nothing("already_running", "ingest-3 is running")
-    assert off.checkpoint_reads == running.checkpoint_reads == 0
+    assert supervise(off, ONE) == [Nothing("switched_off", "ingestion is switched off")]
+    running = FakeControl(executions={"ingest-0-3": "RUNNING"})
+    assert supervise(running, ONE) == [Nothing("already_running", "ingest-0-3 is running", 0)]
+    assert off.checkpoint_reads == running.checkpoint_reads == []
     assert off.inputs == running.inputs == {}
+
+
+def test_the_newest_known_execution_is_confirmed_before_a_start() -> None:
+    """The RUNNING listing lags behind the full one: ingest-0-2 (just started by the
+    continue-as-new of ingest-0-1) is listed, but not as RUNNING. DescribeExecution says it
+    runs, so no ingest-0-3 is started beside it."""
+    control = FakeControl(executions={"ingest-0-1": "SUCCEEDED", "ingest-0-2": "RUNNING"})
+    control.hidden_running = {"ingest-0-2"}
+    assert supervise(control, ONE) == [
+        Nothing("already_running", "ingest-0-2 is running (listed late)", 0)
+    ]
+    assert list(control.executions) == ["ingest-0-1", "ingest-0-2"]
+    assert control.described == ["ingest-0-2"]
 
 
 def test_a_name_taken_by_a_running_execution_is_success() -> None:
     """Two triggers raced: the other one's execution is not listed yet, but it runs."""
-    control = FakeControl(executions={"ingest-1": "SUCCEEDED", "ingest-2": "RUNNING"})
-    control.hidden = {"ingest-2"}
-    assert supervise(control) == Nothing("already_running", "ingest-2 was started concurrently")
-    assert list(control.executions) == ["ingest-1", "ingest-2"]
+    control = FakeControl(executions={"ingest-0-1": "SUCCEEDED", "ingest-0-2": "RUNNING"})
+    control.hidden = {"ingest-0-2"}
+    assert supervise(control, ONE) == [
+        Nothing("already_running", "ingest-0-2 was started concurrently", 0)
+    ]
+    assert list(control.executions) == ["ingest-0-1", "ingest-0-2"]
 
 
 def test_a_name_taken_by_a_closed_execution_moves_on_to_the_next() -> None:
     """The listing was stale: the name is used up, the next one is free."""
-    control = FakeControl(executions={"ingest-1": "SUCCEEDED", "ingest-2": "ABORTED"})
-    control.hidden = {"ingest-2"}
-    assert supervise(control) == Start("ingest-3", 3)
-    assert control.executions["ingest-3"] == "RUNNING"
-    assert control.checkpoint_reads == 1
+    control = FakeControl(executions={"ingest-0-1": "SUCCEEDED", "ingest-0-2": "ABORTED"})
+    control.hidden = {"ingest-0-2"}
+    assert supervise(control, ONE) == [Start("ingest-0-3", 3, 0)]
+    assert control.executions["ingest-0-3"] == "RUNNING"
+    assert control.checkpoint_reads == [0]
 
 
 def test_supervise_gives_up_when_every_name_is_taken() -> None:
-    control = FakeControl(executions={f"ingest-{g}": "FAILED" for g in range(1, 6)})
+    control = FakeControl(executions={f"ingest-0-{g}": "FAILED" for g in range(1, 6)})
     control.hidden = set(control.executions)
-    with pytest.raises(RuntimeError, match="no free ingest execution name"):
-        supervise(control)
+    with pytest.raises(RuntimeError, match="no free ingest execution name for shard 0"):
+        supervise(control, ONE)
+
+
+CLOSED = st.sampled_from(["SUCCEEDED", "FAILED", "ABORTED", "TIMED_OUT"])
 
 
 @given(
-    statuses=st.lists(st.sampled_from(["RUNNING", "SUCCEEDED", "FAILED", "ABORTED"]), max_size=6),
+    shards=st.lists(st.tuples(st.lists(CLOSED, max_size=3), st.booleans()), min_size=3, max_size=3),
     on=st.booleans(),
     triggers=st.integers(1, 4),
+    stale=st.sets(st.integers(0, 11)),
+    stale_running=st.sets(st.integers(0, 11)),
 )
-def test_any_number_of_triggers_leave_at_most_one_running(
-    statuses: list[str], on: bool, triggers: int
+def test_any_number_of_triggers_leave_exactly_one_running_per_shard(
+    shards: list[tuple[list[str], bool]],
+    on: bool,
+    triggers: int,
+    stale: set[int],
+    stale_running: set[int],
 ) -> None:
-    """Starting from at most one RUNNING execution, triggers never add a second one."""
-    if statuses.count("RUNNING") > 1:
-        statuses = [s if s != "RUNNING" else "FAILED" for s in statuses]
-    control = FakeControl(on=on, executions={f"ingest-{i + 1}": s for i, s in enumerate(statuses)})
+    """Each shard's history: closed generations, the newest maybe RUNNING (continue-as-new
+    starts g+1 as g ends). Whatever the listings hide, triggers never add a second execution
+    to a shard, and leave one in each when switched on (unless every name tried is taken)."""
+    executions: dict[str, str] = {}
+    for shard, (closed, running) in enumerate(shards):
+        for g, status in enumerate([*closed, *(["RUNNING"] if running else [])], start=1):
+            executions[f"ingest-{shard}-{g}"] = status
+    names = list(executions)
+    control = FakeControl(on=on, executions=executions)
+    control.hidden = {n for i, n in enumerate(names) if i in stale}
+    control.hidden_running = {n for i, n in enumerate(names) if i in stale_running}
+    gave_up = False
     for _ in range(triggers):
-        supervise(control)
-    assert len(control.running()) == (1 if on else statuses.count("RUNNING"))
+        try:
+            supervise(control, THREE)
+        except RuntimeError:
+            gave_up = True  # more closed names hidden than MAX_ATTEMPTS: the next trigger goes on
+    for shard, (_, running) in enumerate(shards):
+        mine = [
+            n
+            for n, s in control.executions.items()
+            if s == "RUNNING" and generation_of(n, shard) is not None
+        ]
+        assert len(mine) <= 1, control.executions
+        if on and not gave_up:
+            assert len(mine) == 1, control.executions
+        if not on:
+            assert len(mine) == running

@@ -43,7 +43,7 @@ class ConnectionLost(ConnectionError):
 
 
 class SourceUnreachable(ConnectionError):
-    """The first connection of a run failed: most likely a wrong URL or no network."""
+    """The first connection of a run failed and ``fail_fast`` is on: a wrong URL or no network."""
 
     def __init__(self, url: str, reason: str) -> None:
         super().__init__(
@@ -91,6 +91,13 @@ class CaptureConfig:
     status_interval_s: float = 1.0
     poll_s: float = 0.2
     """Longest a receive may block: bounds how late a stop, a flush by age or a status is."""
+    fail_fast: bool = True
+    """What a failed FIRST connect of a run does. True: raise ``SourceUnreachable`` at once (an
+    interactive caller: a mistyped URL is one clear line, not a silent wait). False: count it in
+    ``stats.connect_failures`` and retry with backoff until the deadline or a stop, like any later
+    reconnect (an unattended caller with a deadline: the ingest Lambda, where a network blip must
+    not fail the execution). True is the default because it can never hang: without a deadline,
+    False retries an unreachable URL for ever."""
     feed: FeedConfig = field(default_factory=FeedConfig)
 
 
@@ -111,11 +118,14 @@ class Capture:
         clock: Callable[[], float] = time.monotonic,
         wall_ns: Callable[[], int] = time.time_ns,
         rng: random.Random | None = None,
+        sleep: Callable[[float], object] | None = None,
     ) -> None:
         """``products`` is Phemex's products list (market types, scales); None: symbol shapes.
 
         ``wall_ns`` stamps ``recv_ns`` and anchors the window of acceptable trade times; a
         simulator passes its market clock. ``clock`` (monotonic seconds) drives every timeout.
+        ``sleep`` waits out the backoff between connects (tests pass their fake clock's); None:
+        a wait on the run's ``stop`` event, which a stop cuts short.
         """
         self.config = config
         self.instruments: dict[str, Instrument] = {
@@ -125,6 +135,7 @@ class Capture:
         self.connect, self.recorder, self.on_status = connect, recorder, on_status
         self.clock, self.wall_ns = clock, wall_ns
         self.rng = rng or random.Random()
+        self.sleep = sleep
         self.backoff = Backoff(base_s=config.backoff_initial_s, cap_s=config.backoff_max_s)
         self.cursor = Cursor()
         self.feed = self._new_feed()
@@ -165,11 +176,18 @@ class Capture:
             try:
                 conn = self.connect(self.config.url, self.config.connect_timeout_s)
             except OSError as exc:
-                if self.stats.connections == 0:
+                self.stats.connect_failures += 1
+                if self.stats.connections == 0 and self.config.fail_fast:
                     raise SourceUnreachable(
                         self.config.url, str(exc) or type(exc).__name__
                     ) from exc
-                log.warning("connect to %s failed: %s", self.config.url, exc)
+                log.warning(
+                    "connect to %s failed (%d so far): %s",
+                    self.config.url,
+                    self.stats.connect_failures,
+                    exc,
+                )
+                self._status()  # an outage shows in the metrics while it lasts
             else:
                 self.stats.connections += 1
                 if self.stats.connections > 1:
@@ -185,7 +203,10 @@ class Capture:
             failures += 1
             if deadline is not None:
                 delay = min(delay, max(0.0, deadline - self.clock()))
-            stop.wait(delay)
+            if self.sleep is not None:
+                self.sleep(delay)
+            else:
+                stop.wait(delay)
 
     def _backoff(self, failures: int) -> float:
         return self.backoff.delay(failures, self.rng.random)

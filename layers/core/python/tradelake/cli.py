@@ -18,6 +18,8 @@ from tradelake.backfill import add_parser as add_backfill_parser
 from tradelake.capture import Capture, CaptureConfig, SourceUnreachable, SubscriptionRejected
 from tradelake.feed import CaptureStats, FeedConfig
 from tradelake.markets import UnknownSymbolError, market_of
+from tradelake.reconcile import add_parser as add_repair_parser
+from tradelake.replay_cli import add_parser as add_replay_parser
 from tradelake.simulator.cli import add_arguments as add_simulate_arguments
 
 DEFAULT_URL = "wss://ws.phemex.com"
@@ -149,6 +151,8 @@ def parser() -> Parser:
     report.add_argument("--lake", type=Path, default=DEFAULT_LAKE, help="default ./lake")
     report.add_argument("--out", type=Path, metavar="FILE", help="default <lake>/report.html")
     add_backfill_parser(commands)
+    add_repair_parser(commands)
+    add_replay_parser(commands)
     return p
 
 
@@ -172,6 +176,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from tradelake.backfill import backfill_command
 
         return backfill_command(args)
+    if args.command == "repair-partitions":
+        from tradelake.reconcile import repair_command
+
+        return repair_command(args)
+    if args.command == "replay-errors":
+        from tradelake.replay_cli import replay_command
+
+        return replay_command(args)
     if args.command == "report":
         from tradelake.report import report_command
 
@@ -196,7 +208,7 @@ def capture_command(args: argparse.Namespace) -> int:
     status = StatusLine(sys.stderr)
     feed = FeedConfig(max_row_age_s=None, max_row_lead_s=None) if args.replay else FeedConfig()
     capture = Capture(
-        CaptureConfig(url=args.url, symbols=args.symbols, feed=feed),
+        CaptureConfig(url=args.url, symbols=args.symbols, feed=feed, fail_fast=True),
         sink=ParquetSink(args.lake, max_age_s=LOCAL_FLUSH_AGE_S),
         cursor_store=FileCursorStore(args.lake),
         gap_ledger=JsonlGapLedger(args.lake),

@@ -32,8 +32,8 @@ def _symbols(env: Mapping[str, str]) -> tuple[str, ...]:
             market_of(symbol)
         except ValueError as exc:
             raise ConfigError(f"TRADELAKE_SYMBOLS: {exc}") from None
-    if not 0 < len(symbols) <= 20:
-        raise ConfigError("TRADELAKE_SYMBOLS: list 1 to 20 symbols (one connection)")
+    if not symbols:
+        raise ConfigError("TRADELAKE_SYMBOLS: list at least one symbol")
     return symbols
 
 
@@ -63,6 +63,8 @@ class IngestConfig:
     safety_margin_s: float
     """Stop capturing this long before the Lambda deadline: flush, checkpoint, return."""
     metrics_interval_s: float
+    symbols_per_shard: int = 20
+    """At most this many symbols per shard (one websocket); see ``tradelake.shards``."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> IngestConfig:
@@ -75,6 +77,7 @@ class IngestConfig:
             switch_parameter=_get(env, "INGEST_SWITCH_PARAMETER"),
             safety_margin_s=_float(env, "SAFETY_MARGIN_S", 45.0),
             metrics_interval_s=_float(env, "METRICS_INTERVAL_S", 60.0),
+            symbols_per_shard=_int(env, "SYMBOLS_PER_SHARD", 20, 1, 20),
         )
 
 
@@ -83,6 +86,10 @@ class PartitionsConfig:
     glue_database: str
     trades_table: str
     gaps_table: str
+    data_bucket: str
+    """Listed by the daily reconcile (``tradelake.reconcile``)."""
+    reconcile_days: int
+    """Days (today included) the daily reconcile looks at."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> PartitionsConfig:
@@ -90,6 +97,8 @@ class PartitionsConfig:
             glue_database=_get(env, "GLUE_DATABASE"),
             trades_table=_get(env, "TRADES_TABLE", "trades_stored"),
             gaps_table=_get(env, "GAPS_TABLE", "gaps"),
+            data_bucket=_get(env, "DATA_BUCKET"),
+            reconcile_days=_int(env, "RECONCILE_DAYS", 3, 1, 60),
         )
 
 
@@ -99,6 +108,9 @@ class SupervisorConfig:
     data_bucket: str
     cursor_key: str
     switch_parameter: str
+    symbols: tuple[str, ...] = ()
+    """All the symbols; the supervisor keeps one execution per shard of them."""
+    symbols_per_shard: int = 20
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> SupervisorConfig:
@@ -107,6 +119,8 @@ class SupervisorConfig:
             data_bucket=_get(env, "DATA_BUCKET"),
             cursor_key=_get(env, "CURSOR_KEY", "_state/cursor.json"),
             switch_parameter=_get(env, "INGEST_SWITCH_PARAMETER"),
+            symbols=_symbols(env),
+            symbols_per_shard=_int(env, "SYMBOLS_PER_SHARD", 20, 1, 20),
         )
 
 

@@ -88,6 +88,7 @@ class CaptureStats:
     malformed_frames: int = 0
     unknown_frames: int = 0
     connections: int = 0
+    connect_failures: int = 0
     reconnects: int = 0
     dead_connections: int = 0
     subscribe_errors: int = 0

@@ -9,7 +9,7 @@ One trade is one JSON object on one line, with the columns of ``schema.TRADE_COL
 
 - ``ts`` is the event time in epoch MILLISECONDS: Firehose's Hive JSON SerDe reads a timestamp
   from epoch millis, and its dynamic partitioning takes the EVENT hour with the JQ expression
-  ``.ts/1000|strftime(...)``;
+  ``.ts/1000|floor|strftime(...)``;
 - ``price`` and ``qty`` are JSON numbers written with ``model.format_fixed``: the exact decimal,
   never through a float, which the Parquet conversion reads into ``decimal(28,10)``. Their range
   is guaranteed by ``normalise`` (a value beyond decimal(28,10) never becomes a trade);

@@ -11,10 +11,12 @@ and, every ``interval_s``, emits what changed since the previous emit and flushe
   the handler's own metrics): ``TradesReceived``, ``TradesWritten``, ``DuplicatesDropped``,
   ``GapDetected``, ``MalformedRows``;
 - for the whole capture (dimension ``service``), through the handler's ``Metrics`` and its
-  ``flush_metrics()``: ``Reconnects``, ``DeadConnections``, ``MalformedFrames``,
-  ``SymbolsRejected`` (symbols given up after Phemex refused them in a row), the Firehose
-  sink's counters (``FirehoseRecordsSent``, ``FirehoseFailedRecords``, ``FirehoseRetries``,
-  ``FirehoseThrottles``) and ``Lag``: receipt minus exchange time of the newest trade, in ms,
+  ``flush_metrics()``: ``Reconnects``, ``ConnectFailures`` (connects that failed, the first of
+  a run included: the Lambda retries them until its deadline), ``DeadConnections``,
+  ``MalformedFrames``, ``SymbolsRejected`` (symbols given up after Phemex refused them in a
+  row), the Firehose sink's counters (``FirehoseRecordsSent``, ``FirehoseFailedRecords``,
+  ``FirehoseRetries``, ``FirehoseThrottles``, ``FirehoseNetworkErrors``) and ``Lag``: receipt
+  minus exchange time of the newest trade, in ms,
   one value per second with new trades (EMF carries them as an array, so CloudWatch gets real
   average, maximum and percentiles).
 
@@ -90,6 +92,7 @@ class CaptureMetrics:
             per_symbol.flush_metrics()
         totals = {
             "Reconnects": stats.reconnects,
+            "ConnectFailures": stats.connect_failures,
             "DeadConnections": stats.dead_connections,
             "MalformedFrames": stats.malformed_frames,
             "SymbolsRejected": len(stats.rejected),

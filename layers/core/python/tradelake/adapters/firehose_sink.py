@@ -5,10 +5,24 @@ Delivery guarantee, and how the cursor stays honest:
 - trades are buffered in the order they are added; a flush packs the new ones into records
   (``tradelake.pack``: ≤ 500 trades, ≤ 1,000 KiB) and sends every unacknowledged record in
   PutRecordBatch calls (≤ 500 records, ≤ 4 MiB);
-- a partial failure (``FailedPutCount`` > 0) is retried for the failed entries ONLY, and a throttled
-  call (``ServiceUnavailableException``, ``ThrottlingException``) is retried as a whole, both with
-  capped exponential backoff and full jitter, in up to ``backoff.attempts`` rounds per flush.
-  A record Firehose accepted is never sent again by this sink;
+- a partial failure (``FailedPutCount`` > 0) is retried for the failed entries ONLY, and a call
+  that failed as a whole for a passing reason is retried as a whole: throttling
+  (``ServiceUnavailableException``, ``ThrottlingException``, ...), a server error (HTTP 5xx), or a
+  network error (botocore's ``ConnectionError`` and ``HTTPClientError`` families:
+  ``EndpointConnectionError``, ``ConnectTimeoutError``, ``ReadTimeoutError``, a connection
+  closed mid-call). All with capped exponential backoff and full jitter, in up to
+  ``backoff.attempts`` rounds per flush. A record Firehose ACKNOWLEDGED is never sent again by
+  this sink;
+- retries have ONE owner, this sink: its client must make a single attempt per call (the ingest
+  handler builds it with botocore's ``total_max_attempts`` 1), or the attempts multiply
+  (botocore's standard mode alone would make 4 per call, 32 for a record instead of 8). A
+  persistently failing record is sent exactly ``backoff.attempts`` times per flush;
+- a call that failed before its request left (no connection: ``EndpointConnectionError``,
+  ``ConnectTimeoutError``) stored nothing. A call that failed AFTER (a read timeout, a connection
+  closed before the answer, a 5xx) may have stored some or all of its records without the sink
+  knowing: sending them again may store them twice. That is accepted, counted
+  (``FirehoseNetworkErrors``, logged as "may have been stored") and harmless for readers: the
+  copies carry the same ``trade_key``;
 - ``flush`` returns the trades of the longest PREFIX (in add order) of records that are all
   acknowledged: the capture advances its cursor by exactly those. Trades behind the first
   unacknowledged record stay buffered (their already acknowledged records are remembered and not
@@ -21,7 +35,8 @@ Delivery guarantee, and how the cursor stays honest:
   duplicates: stored at least once, read once by de-duplicating on it (README).
 
 The client is any object with boto3's ``put_record_batch`` (tests pass fakes): this module does
-not import boto3. Errors of the call are recognised by their botocore error code.
+not import boto3. Errors of the call are recognised by their botocore error code, HTTP status or
+(network errors) botocore exception class; botocore comes with the Lambda runtime.
 """
 
 from __future__ import annotations
@@ -32,6 +47,9 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+from botocore.exceptions import ConnectionError as BotocoreConnectionError
+from botocore.exceptions import ConnectTimeoutError, EndpointConnectionError, HTTPClientError
 
 from tradelake.adapters.aws_errors import error_code
 from tradelake.backoff import Backoff
@@ -50,6 +68,15 @@ THROTTLING_CODES = frozenset(
     }
 )
 """Error codes of a whole PutRecordBatch call that mean "try again later"."""
+
+SERVER_ERROR_STATUS = frozenset({500, 502, 503, 504})
+"""HTTP statuses of a whole call that are retried whatever the code (as botocore would)."""
+
+NETWORK_ERRORS: tuple[type[Exception], ...] = (BotocoreConnectionError, HTTPClientError)
+"""botocore's transient network errors (the classes its own retries treat as transient)."""
+
+NOTHING_SENT: tuple[type[Exception], ...] = (EndpointConnectionError, ConnectTimeoutError)
+"""Network errors raised before the request left: the records were certainly not stored."""
 
 
 class FirehoseClient(Protocol):
@@ -107,9 +134,11 @@ class FirehoseSink:
         self.failed_records = 0
         """Entries Firehose refused in a successful call (per-entry ``ErrorCode``)."""
         self.retries = 0
-        """Records sent again after a failed entry or a throttled call."""
+        """Records sent again after a failed entry or a call that failed as a whole."""
         self.throttles = 0
-        """PutRecordBatch calls refused as a whole with a throttling error."""
+        """PutRecordBatch calls refused as a whole with a throttling or server (5xx) error."""
+        self.network_errors = 0
+        """PutRecordBatch calls that failed on the network (no connection, read timeout, ...)."""
         self._trades: list[Trade] = []
         """Every trade not yet returned by ``flush``, in add order."""
         self._records: list[_Pending] = []
@@ -130,6 +159,7 @@ class FirehoseSink:
             "FirehoseFailedRecords": self.failed_records,
             "FirehoseRetries": self.retries,
             "FirehoseThrottles": self.throttles,
+            "FirehoseNetworkErrors": self.network_errors,
         }
 
     def add(self, trades: Sequence[Trade]) -> None:
@@ -184,8 +214,10 @@ class FirehoseSink:
     def _deliver(self) -> None:
         """Send every unacknowledged record, in rounds: at most ``backoff.attempts`` per flush.
 
-        A round sends the refused records again (only those); a throttled call ends the round,
-        the records it did not get to wait for the next one. Between rounds: backoff.
+        A round sends the refused records again (only those); a call that failed as a whole
+        (throttled, 5xx, network) ends the round, its records and those it did not get to wait
+        for the next one. Between rounds: backoff. Each round makes one attempt per call: the
+        client's own retries must be off (module docstring).
         """
         todo = [p for p in self._records if not p.acked]
         for attempt in range(self.backoff.attempts):
@@ -195,7 +227,7 @@ class FirehoseSink:
             failed: list[_Pending] = []
             for i, call in enumerate(calls):
                 refused = self._put(call)
-                if refused is None:  # throttled: send nothing more this round
+                if refused is None:  # failed as a whole: send nothing more this round
                     failed.extend(p for later in calls[i:] for p in later)
                     break
                 failed.extend(refused)
@@ -204,7 +236,7 @@ class FirehoseSink:
                 return
 
     def _put(self, call: Sequence[_Pending]) -> list[_Pending] | None:
-        """One PutRecordBatch: the refused entries, or None if the whole call was throttled."""
+        """One PutRecordBatch: the refused entries, or None if the whole call is to be retried."""
         for p in call:
             if p.sends:
                 self.retries += 1
@@ -214,13 +246,27 @@ class FirehoseSink:
                 DeliveryStreamName=self.stream_name,
                 Records=[{"Data": p.record.data} for p in call],
             )
+        except NETWORK_ERRORS as exc:
+            self.network_errors += 1
+            self._last_error = f"{type(exc).__name__} for the whole call"
+            if isinstance(exc, NOTHING_SENT):
+                log.warning("PutRecordBatch could not be sent (%s); backing off", exc)
+            else:
+                log.warning(
+                    "PutRecordBatch failed on the network after it was sent (%s): its %d "
+                    "records may have been stored, and sending them again may store them twice "
+                    "(same trade_key, readers de-duplicate); backing off",
+                    exc,
+                    len(call),
+                )
+            return None
         except Exception as exc:
             code = error_code(exc)
-            if code not in THROTTLING_CODES:
+            if code not in THROTTLING_CODES and _status(exc) not in SERVER_ERROR_STATUS:
                 raise
             self.throttles += 1
             self._last_error = f"{code} for the whole call"
-            log.warning("Firehose throttled PutRecordBatch (%s); backing off", code)
+            log.warning("Firehose refused PutRecordBatch as a whole (%s); backing off", code)
             return None
         entries = response.get("RequestResponses", [])
         if len(entries) != len(call):
@@ -242,6 +288,17 @@ class FirehoseSink:
                 "Firehose refused %d of %d records (%s)", len(refused), len(call), self._last_error
             )
         return refused
+
+
+def _status(exc: BaseException) -> int | None:
+    """The HTTP status of a botocore ``ClientError`` (or look-alike), else None."""
+    response = getattr(exc, "response", None)
+    if isinstance(response, Mapping):
+        meta = response.get("ResponseMetadata")
+        if isinstance(meta, Mapping):
+            status = meta.get("HTTPStatusCode")
+            return status if isinstance(status, int) else None
+    return None
 
 
 def _size(p: _Pending) -> int:

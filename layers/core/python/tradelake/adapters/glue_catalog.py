@@ -10,8 +10,8 @@ Glue takes at most 100 partitions per call and answers a partition that exists w
 an error. Throttling and transient service errors — of the whole call or of single entries — are
 retried with capped exponential backoff and full jitter; any other per-entry error is returned as
 a ``Failure`` for the caller to report. ``partition_values`` lists the partitions matching a
-GetPartitions expression (which symbols a trades hour has, for the rollups). boto3 is never
-imported here: the client is passed in.
+GetPartitions expression (which symbols a trades hour has, for the rollups), or all of them.
+boto3 is never imported here: the client is passed in.
 """
 
 from __future__ import annotations
@@ -84,8 +84,9 @@ class GlueCatalog:
             failed.extend(added.failed)
         return Added(created, existing, tuple(failed))
 
-    def partition_values(self, table: str, expression: str) -> list[tuple[str, ...]]:
-        """The values of ``table``'s partitions that match a GetPartitions ``expression``."""
+    def partition_values(self, table: str, expression: str | None = None) -> list[tuple[str, ...]]:
+        """The values of ``table``'s partitions that match a GetPartitions ``expression`` (all
+        of them without one: ``tradelake.reconcile``)."""
         found: list[tuple[str, ...]] = []
         token: str | None = None
         while True:
@@ -93,8 +94,8 @@ class GlueCatalog:
                 self.glue.get_partitions,
                 DatabaseName=self.database,
                 TableName=table,
-                Expression=expression,
                 ExcludeColumnSchema=True,
+                **({"Expression": expression} if expression is not None else {}),
                 **({"NextToken": token} if token else {}),
             )
             found += [tuple(p["Values"]) for p in page.get("Partitions", [])]

@@ -6,8 +6,9 @@
 - executions are listed with ListExecutions (RUNNING ones across all pages; the most recent
   ``recent_limit`` of any status for the generation count) and started by name; the answer
   ``ExecutionAlreadyExists`` is reported as ``False``, for the core to sort out;
-- the checkpoint is the cursor JSON the ingest Lambda writes to ``s3://bucket/cursor_key``, read
-  by the ingest's own ``S3CursorStore``.
+- shard ``s``'s checkpoint is the cursor JSON its ingest Lambda writes to
+  ``s3://bucket/<cursor_key with -s>`` (``tradelake.shards.cursor_key``), read by the ingest's
+  own ``S3CursorStore``.
 
 The input is serialised canonically (sorted keys, no spaces), so two supervisors that read the
 same checkpoint send byte-identical inputs, which Step Functions treats as the same request.
@@ -23,6 +24,7 @@ from typing import Any
 from tradelake.adapters.aws_errors import error_code
 from tradelake.adapters.s3_state import S3CursorStore
 from tradelake.cursor import Cursor
+from tradelake.shards import cursor_key as shard_cursor_key
 from tradelake.supervise import RUNNING, parse_switch
 
 
@@ -54,7 +56,8 @@ class StepFunctionsIngestControl:
         self.s3 = s3
         self.state_machine_arn = state_machine_arn
         self.switch_parameter = switch_parameter
-        self.checkpoints = S3CursorStore(s3, bucket, cursor_key, None)
+        self.bucket = bucket
+        self.cursor_key = cursor_key
         self.recent_limit = recent_limit
 
     def switched_on(self) -> bool:
@@ -100,8 +103,9 @@ class StepFunctionsIngestControl:
             raise
         return str(response["status"])
 
-    def checkpoint(self) -> Cursor | None:
-        return self.checkpoints.checkpoint()
+    def checkpoint(self, shard: int) -> Cursor | None:
+        key = shard_cursor_key(self.cursor_key, shard)
+        return S3CursorStore(self.s3, self.bucket, key, None).checkpoint()
 
     def start(self, name: str, payload: Mapping[str, Any]) -> bool:
         try:
