@@ -182,3 +182,116 @@ def test_a_refused_symbol_is_one_line_and_exit_1_while_the_others_are_captured(
     assert {
         s for (s,) in connect(tmp_path).sql("SELECT DISTINCT symbol FROM trades").fetchall()
     } == {"BTCUSD"}
+
+
+def one_line_exit_1(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
+    assert main(argv) == 1
+    captured = capsys.readouterr()
+    err = captured.err
+    assert err.count("\n") == 1, err
+    assert "Traceback" not in err
+    return err
+
+
+def test_a_lake_path_that_is_a_file_is_one_line_before_connecting(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    lake = tmp_path / "lake.txt"
+    lake.write_text("not a lake")
+    url = f"ws://127.0.0.1:{closed_port()}"  # never reached: the lake is checked first
+    for path in (lake, lake / "under"):
+        err = one_line_exit_1(capsys, ["capture", "--url", url, "--lake", str(path)])
+        assert err.startswith(f"tradelake capture: {lake} is a file, not a directory: give --lake")
+    assert lake.read_text() == "not a lake"
+
+
+def test_an_unwritable_lake_or_parent_is_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tests run as root, so refusals are simulated (chmod would not refuse root)."""
+
+    def refused(self: Path, *args: object, **kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied", str(self))
+
+    url = f"ws://127.0.0.1:{closed_port()}"
+    with monkeypatch.context() as m:
+        m.setattr(Path, "write_bytes", refused)
+        err = one_line_exit_1(capsys, ["capture", "--url", url, "--lake", str(tmp_path)])
+    assert f"cannot write into {tmp_path}/ (Permission denied)" in err
+    with monkeypatch.context() as m:
+        m.setattr(Path, "mkdir", refused)
+        lake = tmp_path / "missing" / "lake"
+        err = one_line_exit_1(capsys, ["capture", "--url", url, "--lake", str(lake)])
+    assert f"cannot write into {lake}/ (Permission denied)" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["query", "SELECT count(*) FROM trades"],
+        ["query", "--named", "completeness"],
+        ["rollup"],
+        ["report"],
+    ],
+    ids=["query", "named query", "rollup", "report"],
+)
+def test_reading_where_there_is_no_lake_says_so(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, argv: list[str]
+) -> None:
+    missing, a_file = tmp_path / "no" / "such" / "dir", tmp_path / "file"
+    a_file.write_text("")
+    err = one_line_exit_1(capsys, [argv[0], "--lake", str(missing), *argv[1:]])
+    assert err == f"tradelake {argv[0]}: no lake at {missing}/: give --lake the directory" + (
+        " a capture wrote (or run tradelake demo)\n"
+    )
+    err = one_line_exit_1(capsys, [argv[0], "--lake", str(a_file), *argv[1:]])
+    assert f"{a_file} is a file, not a lake directory" in err
+    assert not missing.parent.exists()
+
+
+def test_an_empty_directory_is_an_empty_lake(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    sql = "SELECT count(*) n FROM trades"
+    assert main(["query", "--lake", str(tmp_path), "--format", "csv", sql]) == 0
+    assert capsys.readouterr().out.split() == ["n", "0"]
+
+
+def test_a_full_disk_during_a_capture_is_one_line_and_the_cursor_claims_nothing_unwritten(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    from tradelake.adapters import parquet_sink
+    from tradelake.adapters.lake_files import FileCursorStore
+    from tradelake.adapters.lake_files import stage as real_stage
+
+    writes = 0
+
+    def stage(path: Path, data: bytes | memoryview) -> Path:
+        nonlocal writes
+        writes += 1
+        if writes > 1:  # the first flush lands; every later one finds the disk full
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real_stage(path, data)
+
+    monkeypatch.setattr(parquet_sink, "stage", stage)
+    monkeypatch.setattr("tradelake.cli.LOCAL_FLUSH_AGE_S", 0.2)
+    symbols = ("BTCUSD",)
+    tape = synthetic_tape(symbols, START_NS, 3_600_000_000_000, seed=4, rate=2.0)
+    with Simulator(tape, SimulatorConfig(compression=600)) as sim:
+        argv = ["capture", "--url", sim.url, "--symbols", "BTCUSD", "--duration", "3"]
+        assert main([*argv, "--replay", "--lake", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    (line,) = [line for line in err.splitlines() if line.startswith("tradelake capture:")]
+    assert "the disk is full" in line
+    assert "nothing acknowledged is lost" in line
+    assert "next run resumes" in line
+    assert "Traceback" not in err
+    assert writes > 1
+    stored = lake_keys(tmp_path)
+    assert stored, "the first flush was written"
+    cursor = FileCursorStore(tmp_path).load()
+    ((last,),) = connect(tmp_path).sql("SELECT max(ts_ns) FROM trades_stored").fetchall()
+    assert cursor.symbols["BTCUSD"].ts_ns == last, "the cursor claims no unwritten trade"

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
-from tradelake.adapters.websocket_source import connect
+from tradelake.adapters.websocket_source import MAX_FRAME_BYTES, connect
 from tradelake.capture import ConnectionLost
 
 pytestmark = pytest.mark.integration
@@ -17,14 +17,16 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def url() -> Iterator[str]:
-    """A server that sends an empty text frame, a text frame that is not UTF-8, a frame, and
-    then closes cleanly."""
+    """A server that sends an empty text frame, a text frame that is not UTF-8, a frame, one
+    over the size cap, a frame, and then closes cleanly."""
     stop = threading.Event()
 
     async def handler(ws: ServerConnection) -> None:
         await ws.send("")
         await ws.send(b"\xff\xfe not utf-8", text=True)
         await ws.send('{"id":1,"error":null,"result":"pong"}')
+        await ws.send('{"pad":"' + "x" * MAX_FRAME_BYTES + '"}')
+        await ws.send('{"id":2,"error":null,"result":"pong"}')
         await ws.close(1000, "bye")
 
     async def main(found: threading.Event, where: list[str]) -> None:
@@ -50,6 +52,10 @@ def test_empty_and_broken_text_frames_are_frames_and_a_close_frame_is_lost(url: 
         assert conn.recv(2.0) == ""
         assert conn.recv(2.0) == b"\xff\xfe not utf-8"
         assert conn.recv(2.0) == '{"id":1,"error":null,"result":"pong"}'
+        oversized = conn.recv(2.0)  # the feed's to count as malformed, as bytes
+        assert isinstance(oversized, bytes)
+        assert oversized.startswith(b"oversized frame")
+        assert conn.recv(2.0) == '{"id":2,"error":null,"result":"pong"}'
         with pytest.raises(ConnectionLost, match="closed by peer"):
             conn.recv(2.0)
     finally:

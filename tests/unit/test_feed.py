@@ -306,3 +306,51 @@ def test_a_successful_subscribe_resets_the_refusal_count() -> None:
     s.sent = s.feed.connect(s.now)
     s.ack(error=True)
     assert s.feed.stats.rejected == {}
+
+
+def test_json_nested_too_deep_is_a_malformed_frame_and_the_next_frame_is_taken() -> None:
+    """orjson refuses more than 1024 levels: a counted malformed frame, not a crash."""
+    s = Session()
+    s.frame(snapshot(fill(1), fill(2)))
+    deep = "[" * 100_000 + "]" * 100_000
+    assert not s.frame(deep).trades
+    s.frame(incremental(fill(3)))
+    assert s.feed.stats.malformed_frames == 1
+    assert [t.ts_ns - T0 for t in s.taken] == [1, 2, 3]
+
+
+@pytest.mark.parametrize(
+    ("symbol", "row"),
+    [
+        ("BTCUSD", f'[{T0 + 3},"Buy",{2**64 + 1},1]'),  # a price past 2^64: a float to orjson
+        ("BTCUSD", f'[{T0 + 3},"Buy",100000,{10**30}]'),
+        ("BTCUSD", f'[{2**70},"Buy",100000,1]'),
+        ("BTCUSD", f'[{T0 + 3},"Buy",100000,-1]'),  # a negative quantity
+        ("BTCUSD", f'[{T0 + 3},"Sell",-100000,1]'),
+        ("BTCUSDT", f'[{T0 + 3},"Buy","{"9" * 400}","1"]'),
+        ("BTCUSDT", f'[{T0 + 3},"Buy","10","-1"]'),
+        ("BTCUSDT", f'[{T0 + 3},"Buy","10","1e999"]'),
+    ],
+    ids=[
+        "price>2^64",
+        "qty>2^64",
+        "time>2^64",
+        "negative qty",
+        "negative price",
+        "400-digit price",
+        "negative qty string",
+        "qty 1e999",
+    ],
+)
+def test_a_hostile_number_is_a_bad_row_and_its_neighbours_are_taken(symbol: str, row: str) -> None:
+    s = Session((symbol,), config=FeedConfig(max_row_age_s=None, max_row_lead_s=None))
+    s.frame(snapshot(fill(1), symbol=symbol))
+    good = incremental(fill(2), fill(4), symbol=symbol)
+    rows_key = '"trades_p":[' if symbol == "BTCUSDT" else '"trades":['
+    hostile = good.replace(rows_key, rows_key + row + ",", 1)
+    assert hostile != good
+    s.frame(hostile)
+    s.frame(incremental(fill(5), symbol=symbol))
+    assert s.feed.stats.symbols[symbol].bad_rows == 1
+    assert s.feed.stats.malformed_frames == 0
+    assert [t.ts_ns - T0 for t in s.taken] == [1, 2, 4, 5]

@@ -104,6 +104,8 @@ def rollup(args: argparse.Namespace) -> int:
 
     if args.start and args.end and args.start >= args.end:
         args.usage_error("--from must be before --to")
+    if no_lake(args.lake, "rollup"):
+        return 1
     started = time.monotonic()
     try:
         files = rollup_lake(args.lake, args.start, args.end)
@@ -137,6 +139,8 @@ def query(args: argparse.Namespace) -> int:
             if value is not None:
                 args.usage_error(f"{option} goes with --named, not with SQL")
         sql = args.sql
+    if no_lake(args.lake, "query"):
+        return 1
     try:
         result = connect(args.lake).sql(sql)
         if result is not None:
@@ -145,6 +149,16 @@ def query(args: argparse.Namespace) -> int:
         print(f"tradelake query: {str(exc).splitlines()[0]}", file=sys.stderr)
         return 1
     return 0
+
+
+def no_lake(lake: Path, command: str) -> bool:
+    """Say so in one line if ``lake`` is not a lake (missing, or a file): DuckDB would read 0."""
+    from tradelake.adapters.lake_files import lake_problem
+
+    problem = lake_problem(lake)
+    if problem:
+        print(f"tradelake {command}: {problem}", file=sys.stderr)
+    return problem is not None
 
 
 def _named_sql(args: argparse.Namespace) -> str:

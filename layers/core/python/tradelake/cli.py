@@ -6,6 +6,7 @@ A bad argument gets one line saying what is wrong and how to fix it, never a tra
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import sys
 import time
@@ -18,6 +19,7 @@ from tradelake.backfill import add_parser as add_backfill_parser
 from tradelake.capture import Capture, CaptureConfig, SourceUnreachable, SubscriptionRejected
 from tradelake.feed import CaptureStats, FeedConfig
 from tradelake.markets import UnknownSymbolError, market_of
+from tradelake.oncall import add_parsers as add_oncall_parsers
 from tradelake.reconcile import add_parser as add_repair_parser
 from tradelake.replay_cli import add_parser as add_replay_parser
 from tradelake.simulator.cli import add_arguments as add_simulate_arguments
@@ -153,6 +155,7 @@ def parser() -> Parser:
     add_backfill_parser(commands)
     add_repair_parser(commands)
     add_replay_parser(commands)
+    add_oncall_parsers(commands)
     return p
 
 
@@ -184,6 +187,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from tradelake.replay_cli import replay_command
 
         return replay_command(args)
+    if args.command == "switch":
+        from tradelake.oncall import switch_command
+
+        return switch_command(args)
+    if args.command == "status":
+        from tradelake.oncall import status_command
+
+        return status_command(args)
     if args.command == "report":
         from tradelake.report import report_command
 
@@ -199,11 +210,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def capture_command(args: argparse.Namespace) -> int:
     from tradelake.adapters import websocket_source
-    from tradelake.adapters.lake_files import FileCursorStore, JsonlGapLedger
+    from tradelake.adapters.lake_files import (
+        FileCursorStore,
+        JsonlGapLedger,
+        writable_lake_problem,
+    )
     from tradelake.adapters.parquet_sink import ParquetSink
     from tradelake.adapters.products_http import fetch_products
     from tradelake.adapters.tape_file import TapeRecorder
 
+    problem = writable_lake_problem(args.lake)  # before connecting: one line, not a traceback
+    if problem:
+        print(f"tradelake capture: {problem}", file=sys.stderr)
+        return 1
     recorder = TapeRecorder(args.record) if args.record else None
     status = StatusLine(sys.stderr)
     feed = FeedConfig(max_row_age_s=None, max_row_lead_s=None) if args.replay else FeedConfig()
@@ -225,6 +244,10 @@ def capture_command(args: argparse.Namespace) -> int:
         status.close()
         print(f"tradelake capture: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # a full disk: the sink kept its buffer, the cursor did not advance
+        status.close()
+        print(f"tradelake capture: {write_failure(exc, args.lake)}", file=sys.stderr)
+        return 1
     finally:
         if recorder:
             recorder.close()
@@ -235,6 +258,15 @@ def capture_command(args: argparse.Namespace) -> int:
     for reason in capture.stats.rejected.values():
         print(f"tradelake capture: not captured: {reason}", file=sys.stderr)
     return 1 if capture.stats.rejected else 0
+
+
+def write_failure(exc: OSError, lake: Path) -> str:
+    """One line for a write that failed mid-capture: what failed, and that nothing is lost."""
+    what = "the disk is full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
+    return (
+        f"cannot write into {lake}/ ({what}); nothing acknowledged is lost: the cursor covers"
+        " only trades written, and the next run resumes from it (free some space, run again)"
+    )
 
 
 class StatusLine:

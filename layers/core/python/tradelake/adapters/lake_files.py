@@ -70,6 +70,34 @@ def make_directories(directory: Path) -> None:
         fsync_directory(new.parent)
 
 
+def lake_problem(lake: Path) -> str | None:
+    """Why ``lake`` is not a lake to read, or None: any directory is one, an empty one is empty."""
+    if lake.is_dir():
+        return None
+    if lake.exists():
+        return f"{lake} is a file, not a lake directory: give --lake the directory of a lake"
+    return f"no lake at {lake}/: give --lake the directory a capture wrote (or run tradelake demo)"
+
+
+def writable_lake_problem(lake: Path) -> str | None:
+    """Why a capture cannot write into ``lake``, or None: creates it, writes and removes a probe."""
+    try:
+        make_directories(lake)
+        probe = lake / f".probe-{uuid4().hex[:8]}.tmp"
+        probe.write_bytes(b"probe")
+        probe.unlink()
+    except OSError as exc:
+        blocker = next((p for p in (lake, *lake.parents) if p.exists() and not p.is_dir()), None)
+        if blocker is not None:
+            return f"{blocker} is a file, not a directory: give --lake a directory (e.g. lake)"
+        reason = exc.strerror or str(exc)
+        return (
+            f"cannot write into {lake}/ ({reason}): give --lake a directory you can write to,"
+            " or fix its permissions"
+        )
+    return None
+
+
 def fsync_directory(directory: Path) -> None:
     """Make the entries of ``directory`` (new files, renames, subdirectories) durable."""
     fd = os.open(directory, os.O_RDONLY)

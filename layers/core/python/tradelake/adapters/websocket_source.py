@@ -14,6 +14,8 @@ import websocket
 from tradelake.capture import ConnectionLost
 
 _LOST = (websocket.WebSocketException, OSError)
+MAX_FRAME_BYTES = 4 * 1024 * 1024
+"""The largest frame taken (a 1,000-row snapshot is ~100 KiB); past it, a malformed frame."""
 
 
 class WebsocketConnection:
@@ -50,6 +52,8 @@ class WebsocketConnection:
             raise ConnectionLost(f"{type(exc).__name__}: {exc}") from exc
         if opcode == websocket.ABNF.OPCODE_CLOSE:
             raise ConnectionLost("closed by peer")
+        if len(data) > MAX_FRAME_BYTES:  # not JSON: the feed counts it as a malformed frame
+            return f"oversized frame: {len(data):,} bytes > {MAX_FRAME_BYTES:,}".encode()
         if isinstance(data, str):
             return data
         if opcode == websocket.ABNF.OPCODE_TEXT:

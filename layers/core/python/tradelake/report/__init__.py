@@ -44,8 +44,9 @@ def write_report(lake: Path, out: Path) -> Written:
 
 def report_command(lake: Path, out: Path | None) -> int:
     """``tradelake report``: one line on stdout saying where the page is, or one error line."""
-    if not lake.is_dir():
-        print(f"tradelake report: no lake at {lake}/ (try tradelake demo)", file=sys.stderr)
+    from tradelake.analytics_cli import no_lake
+
+    if no_lake(lake, "report"):
         return 1
     try:
         written = write_report(lake, out or lake / REPORT_NAME)
