@@ -18,9 +18,9 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from tradelake.adapters.athena import rollup_ports
+from tradelake.adapters.athena import roll_up_stack
 from tradelake.config import RollupConfig
-from tradelake.rollup import closed_hours, roll_up
+from tradelake.rollup import closed_hours
 
 SERVICE = "rollup"
 logger = Logger(service=SERVICE)
@@ -47,22 +47,14 @@ def handler(
     now: datetime | None = None,
 ) -> dict[str, Any]:
     began = time.monotonic()
-    ports = rollup_ports(
-        config,
-        athena=athena or clients["athena"],
-        s3=s3 or clients["s3"],
-        glue=glue or clients["glue"],
-    )
     hours = closed_hours(now or datetime.now(UTC), config.lookback_hours)
     try:
-        report = roll_up(
+        report = roll_up_stack(
+            config,
             hours,
-            bucket=config.data_bucket,
-            trades_table=config.trades_table,
-            engine=ports.engine,
-            prefixes=ports.prefixes,
-            catalog=ports.catalog,
-            concurrency=config.concurrency,
+            athena=athena or clients["athena"],
+            s3=s3 or clients["s3"],
+            glue=glue or clients["glue"],
             out_of_time=lambda: (
                 context.get_remaining_time_in_millis() < (config.query_timeout_s + MARGIN_S) * 1000
             ),

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tradelake.config import RollupConfig
-from tradelake.rollup import QueryOutcome, Target, hours_between, roll_up
+from tradelake.rollup import QueryOutcome, Target, hours_between
 
 _STAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,30}")
 
@@ -67,7 +67,7 @@ def backfill_command(
     import boto3
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from tradelake.adapters.athena import rollup_ports
+    from tradelake.adapters.athena import roll_up_stack
 
     if args.start >= args.end:
         return _fail("--from must be before --to")
@@ -80,26 +80,18 @@ def backfill_command(
     try:
         account = session.client("sts").get_caller_identity()["Account"]
         config = RollupConfig.for_stage(args.stage, account, session.region_name)
-        ports = rollup_ports(
-            config,
-            athena=session.client("athena"),
-            s3=session.client("s3"),
-            glue=session.client("glue"),
-        )
         print(
             f"rolling up {len(hours)} hour(s) from {hours[0]:%Y-%m-%dT%H:00Z} to "
             f"{hours[-1]:%Y-%m-%dT%H:00Z} in s3://{config.data_bucket}/rollups/ "
             f"(workgroup {config.workgroup}, database {config.glue_database})",
             file=sys.stderr,
         )
-        report = roll_up(
+        report = roll_up_stack(
+            config,
             hours,
-            bucket=config.data_bucket,
-            trades_table=config.trades_table,
-            engine=ports.engine,
-            prefixes=ports.prefixes,
-            catalog=ports.catalog,
-            concurrency=config.concurrency,
+            athena=session.client("athena"),
+            s3=session.client("s3"),
+            glue=session.client("glue"),
             on_result=_progress,
         )
     except (BotoCoreError, ClientError) as exc:

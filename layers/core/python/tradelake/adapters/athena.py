@@ -10,24 +10,25 @@
   decides. A query still running after ``timeout_s`` is stopped (StopQueryExecution) and
   reported as ``TIMED_OUT``.
 
-``rollup_ports`` builds these and the S3 and Glue adapters for a ``RollupConfig``: what the rollup
-Lambda and ``tradelake backfill`` both run. boto3 is never imported here: the clients are passed
-in.
+``roll_up_stack`` runs the job with these and the S3 and Glue adapters of a ``RollupConfig``:
+what the rollup Lambda and ``tradelake backfill`` both run. boto3 is never imported here: the
+clients are passed in.
 """
 
 from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
-from typing import Any, NamedTuple
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
 
 from tradelake.adapters.aws_errors import error_code
 from tradelake.adapters.glue_catalog import GlueCatalog
 from tradelake.adapters.s3_state import S3Prefixes
 from tradelake.backoff import Backoff
 from tradelake.config import RollupConfig
-from tradelake.rollup import QueryOutcome
+from tradelake.rollup import OnResult, QueryOutcome, RollupReport, roll_up
 
 TERMINAL = frozenset({"SUCCEEDED", "FAILED", "CANCELLED"})
 TIMED_OUT = "TIMED_OUT"
@@ -113,21 +114,30 @@ def _outcome(query_id: str, state: str, execution: dict[str, Any]) -> QueryOutco
     )
 
 
-class RollupPorts(NamedTuple):
-    engine: AthenaQueries
-    prefixes: S3Prefixes
-    catalog: GlueCatalog
-
-
-def rollup_ports(config: RollupConfig, *, athena: Any, s3: Any, glue: Any) -> RollupPorts:
-    """The adapters the rollup job needs, for one stack's bucket, database and workgroup."""
-    return RollupPorts(
-        AthenaQueries(
+def roll_up_stack(
+    config: RollupConfig,
+    hours: Sequence[datetime],
+    *,
+    athena: Any,
+    s3: Any,
+    glue: Any,
+    out_of_time: Callable[[], bool] = lambda: False,
+    on_result: OnResult | None = None,
+) -> RollupReport:
+    """``rollup.roll_up`` on one stack's bucket, database and workgroup (the Lambda, backfill)."""
+    return roll_up(
+        hours,
+        bucket=config.data_bucket,
+        trades_table=config.trades_table,
+        engine=AthenaQueries(
             athena,
             workgroup=config.workgroup,
             database=config.glue_database,
             timeout_s=config.query_timeout_s,
         ),
-        S3Prefixes(s3, config.data_bucket),
-        GlueCatalog(glue, config.glue_database),
+        prefixes=S3Prefixes(s3, config.data_bucket),
+        catalog=GlueCatalog(glue, config.glue_database),
+        concurrency=config.concurrency,
+        out_of_time=out_of_time,
+        on_result=on_result,
     )
