@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test soak lint format clean layer package node_modules system-deps
+.PHONY: demo test soak chaos bench lint format clean layer package node_modules system-deps checkov
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)  ## the whole pipeline locally, offline: simulator -> capture -> lake -> DuckDB
 	$(BIN)/tradelake demo
 
-test: $(STAMP) package system-deps  ## unit, integration and infra tests (packages the stack first)
+test: $(STAMP) package system-deps checkov  ## unit, integration and infra tests (packages the stack first)
 	$(BIN)/pytest
 
 # Chromium, for the test that opens `tradelake report` in a browser, and jq (Debian's is jq 1.6,
@@ -34,6 +34,17 @@ system-deps:  ## Debian packages the tests use (chromium, jq), when missing and 
 soak: $(STAMP)  ## the exactly-once property test with 5,000 examples (make test runs 400)
 	TRADELAKE_EXAMPLES=5000 $(BIN)/pytest -p no:logging -o timeout=1800 tests/unit/test_exactly_once.py
 
+chaos: $(STAMP)  ## the fault-injection suite at scale 4, printing every fault it injected (make test runs scale 1)
+	TRADELAKE_CHAOS_SCALE=4 $(BIN)/pytest -p no:logging -o timeout=1800 tests/chaos
+
+# Issue 10's measurements (docs/BENCHMARKS.md, written by bench/run.py): minutes, and the heavy
+# parts want a quiet machine. The cryptofeed comparison needs its own venv (bench/cryptofeed-venv.sh);
+# the cost model reads the packaged template. The 10 M-trade lake is kept in BENCH_WORK
+# (default /tmp/tradelake-bench) and reused.
+bench: $(STAMP) package  ## measure everything of issue 10, write docs/BENCHMARKS.md, print the table
+	bench/cryptofeed-venv.sh
+	$(BIN)/python bench/run.py
+
 lint: $(STAMP)  ## ruff check, ruff format --check, mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -45,7 +56,7 @@ format: $(STAMP)
 
 clean:
 	rm -rf $(VENV) lake lake-demo .pytest_cache .mypy_cache .ruff_cache .hypothesis \
-		.serverless node_modules layers/deps/python
+		.serverless node_modules layers/deps/python $(CHECKOV_VENV)
 
 # --- AWS packaging (DEVELOPERS.md): Node CLI, the arm64 deps layer, offline `serverless package`.
 NPM_STAMP := node_modules/.tradelake-installed
@@ -80,3 +91,20 @@ layer: $(LAYER_STAMP)  ## build layers/deps/python for python3.12 / arm64 and ch
 package: $(NPM_STAMP) $(LAYER_STAMP) $(STAMP)  ## serverless package, offline, then cfn-lint
 	$(SLS_ENV) node_modules/.bin/osls package $(PACKAGE_ARGS)
 	$(BIN)/cfn-lint $(TEMPLATE)
+
+# checkov, run on the packaged template by tests/infra/test_checkov.py, in a venv of its own: its
+# exact pins (boto3, pydantic, networkx, ...) would fight cfn-lint's and moto's in .venv. The stamp
+# names the version, so a new CHECKOV_VERSION reinstalls; the venv ignores itself for git.
+CHECKOV_VERSION := 3.3.30
+CHECKOV_VENV := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)
+
+$(CHECKOV_STAMP):
+	rm -rf $(CHECKOV_VENV)
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	echo '*' > $(CHECKOV_VENV)/.gitignore
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
+		checkov==$(CHECKOV_VERSION)
+	touch $@
+
+checkov: $(CHECKOV_STAMP)  ## checkov $(CHECKOV_VERSION) in .venv-checkov (make test needs it)

@@ -69,3 +69,4 @@ class Shards {
 
 module.exports = Shards;
 module.exports.shardCount = shardCount;
+module.exports.parseSymbols = parseSymbols;

@@ -9,12 +9,13 @@ from __future__ import annotations
 import importlib.util
 import json
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+from urllib.parse import quote_plus
 from uuid import uuid4
 
 import boto3
@@ -102,6 +103,41 @@ def moto_credentials(monkeypatch: pytest.MonkeyPatch, **env: str) -> None:
         **env,
     }.items():
         monkeypatch.setenv(name, value)
+
+
+@contextmanager
+def partitions_world(
+    monkeypatch: pytest.MonkeyPatch, database: str, bucket: str, table: str = "trades_stored"
+) -> Iterator[None]:
+    """moto, with the environment the partitions function has (functions/partitions/handler.py)."""
+    moto_credentials(
+        monkeypatch,
+        GLUE_DATABASE=database,
+        TRADES_TABLE=table,
+        GAPS_TABLE="gaps",
+        DATA_BUCKET=bucket,
+        POWERTOOLS_METRICS_NAMESPACE="tradelake",
+    )
+    with mock_aws():
+        yield
+
+
+def s3_notification(bucket: str, keys: Iterable[str]) -> dict[str, Any]:
+    """S3's ObjectCreated event for ``keys``, which S3 sends URL-encoded ('+' for a space)."""
+    return {
+        "Records": [
+            {
+                "eventVersion": "2.1",
+                "eventSource": "aws:s3",
+                "eventName": "ObjectCreated:Put",
+                "s3": {
+                    "bucket": {"name": bucket, "arn": f"arn:aws:s3:::{bucket}"},
+                    "object": {"key": quote_plus(k, safe="/"), "size": 1024},
+                },
+            }
+            for k in keys
+        ]
+    }
 
 
 PARQUET_SERDE = {

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from tradelake.capture import ConnectionLost
 from tradelake.cursor import Cursor
 from tradelake.model import Gap, Trade
+from tradelake.ports import TradeSink
 
 
 @dataclass
@@ -95,3 +97,31 @@ class ScriptedConnection:
 
     def close(self) -> None:
         self.closed = True
+
+
+@dataclass
+class SlowSink:
+    """A slow consumer: wraps a real sink and sleeps ``pause_s`` before every ``every``-th flush.
+
+    The capture is single-threaded, so while it sleeps nothing is read from the socket: frames
+    pile up in the kernel buffers and the capture falls behind the market.
+    """
+
+    sink: TradeSink
+    every: int = 5
+    pause_s: float = 0.5
+    flushes: int = 0
+    pauses: int = 0
+
+    def add(self, trades: Sequence[Trade]) -> None:
+        self.sink.add(trades)
+
+    def due(self, now_ns: int) -> bool:
+        return self.sink.due(now_ns)
+
+    def flush(self) -> Sequence[Trade]:
+        self.flushes += 1
+        if self.flushes % self.every == 0:
+            self.pauses += 1
+            time.sleep(self.pause_s)
+        return self.sink.flush()

@@ -18,9 +18,9 @@ from typing import Any
 
 import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from tradelake.adapters.emf_metrics import count
 from tradelake.adapters.glue_catalog import GlueCatalog
 from tradelake.catalog import PartitionsNotRegisteredError, default_routes, read_event, register
 from tradelake.config import PartitionsConfig
@@ -49,10 +49,8 @@ def handler(
     found = read_event(event, routes)
     for skipped in found.skipped:
         logger.warning("not a partition path", extra={"key": skipped.key, "reason": skipped.reason})
-    metrics.add_metric(name="SkippedKeys", unit=MetricUnit.Count, value=len(found.skipped))
+    count(metrics, "SkippedKeys", len(found.skipped))
     added = register(found.partitions, catalog)
-    metrics.add_metric(name="PartitionsCreated", unit=MetricUnit.Count, value=added.created)
-    metrics.add_metric(name="PartitionsExisting", unit=MetricUnit.Count, value=added.existing)
     for failure in added.failed:
         logger.error(
             "partition not registered",
@@ -80,7 +78,7 @@ def _reconcile(catalog: GlueCatalog, s3: Any) -> dict[str, int]:
     result = reconcile(s3, catalog, config.data_bucket, routes, since=since, today=today)
     for partition in result.missing:
         logger.warning("partition was missing", extra={"location": partition.location})
-    metrics.add_metric(name="PartitionsRepaired", unit=MetricUnit.Count, value=result.added.created)
+    count(metrics, "PartitionsRepaired", result.added.created)
     if result.added.failed:
         first = result.added.failed[0]
         raise PartitionsNotRegisteredError(

@@ -9,16 +9,15 @@ cancelled is logged, counted (``RollupFailures``) and fails the invocation after
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 from typing import Any
 
 import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from tradelake.adapters.athena import roll_up_stack
+from tradelake.adapters.emf_metrics import count
 from tradelake.config import RollupConfig
 from tradelake.rollup import closed_hours
 
@@ -46,7 +45,6 @@ def handler(
     glue: Any = None,
     now: datetime | None = None,
 ) -> dict[str, Any]:
-    began = time.monotonic()
     hours = closed_hours(now or datetime.now(UTC), config.lookback_hours)
     try:
         report = roll_up_stack(
@@ -61,16 +59,9 @@ def handler(
         )
     except Exception:  # an AWS call refused (not a failed query): as loud as a failed rollup
         logger.exception("rollup run failed")
-        metrics.add_metric(name="RollupFailures", unit=MetricUnit.Count, value=1)
+        count(metrics, "RollupFailures", 1)
         raise
-    metrics.add_metric(name="RollupsWritten", unit=MetricUnit.Count, value=len(report.written))
-    metrics.add_metric(name="RollupFailures", unit=MetricUnit.Count, value=len(report.failures))
-    metrics.add_metric(name="AthenaBytesScanned", unit=MetricUnit.Bytes, value=report.bytes_scanned)
-    metrics.add_metric(
-        name="RollupDuration", unit=MetricUnit.Seconds, value=time.monotonic() - began
-    )
-    metrics.add_metric(name="PartitionsCreated", unit=MetricUnit.Count, value=report.created)
-    metrics.add_metric(name="PartitionsExisting", unit=MetricUnit.Count, value=report.existing)
+    count(metrics, "RollupFailures", len(report.failures))
     for failure in report.failures:
         logger.error(
             "rollup failed",

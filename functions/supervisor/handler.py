@@ -12,9 +12,9 @@ from typing import Any
 
 import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from tradelake.adapters.emf_metrics import count
 from tradelake.adapters.sfn_control import StepFunctionsIngestControl
 from tradelake.config import SupervisorConfig
 from tradelake.shards import shards
@@ -32,8 +32,6 @@ clients = {
     "ssm": boto3.client("ssm"),
     "s3": boto3.client("s3"),
 }
-
-METRIC_OF_REASON = {"already_running": "IngestAlreadyRunning", "switched_off": "IngestSwitchedOff"}
 
 
 @logger.inject_lambda_context
@@ -57,11 +55,7 @@ def handler(
         cursor_key=config.cursor_key,
     )
     decisions = supervise(control, SHARDS)
-    for decision in decisions:
-        metric = (
-            "IngestStarted" if isinstance(decision, Start) else METRIC_OF_REASON[decision.reason]
-        )
-        metrics.add_metric(name=metric, unit=MetricUnit.Count, value=1)
+    count(metrics, "IngestStarted", sum(isinstance(d, Start) for d in decisions))
     result = {"shards": len(SHARDS), "decisions": [summary(d) for d in decisions]}
     logger.info("supervised", extra={**result, "trigger": trigger_of(event)})
     return result

@@ -238,6 +238,7 @@ def invoke(rollup: ModuleType, world: World, run_s: float = 900) -> dict[str, An
     return result
 
 
+@pytest.mark.filterwarnings("ignore:No application metrics to publish")
 def test_each_hour_and_symbol_is_cleared_then_unloaded_then_registered(
     rollup: ModuleType, world: World, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -279,17 +280,13 @@ def test_each_hour_and_symbol_is_cleared_then_unloaded_then_registered(
     assert result["written"] == 6
     assert result["failed"] == 0
     assert result["hours"] == ["2026-11-27T13Z", "2026-11-27T14Z"]
-    metrics = emf_values(capsys.readouterr().out)
-    assert metrics["RollupsWritten"] == 6
-    assert metrics["RollupFailures"] == 0
-    assert metrics["PartitionsCreated"] == 6
-    assert metrics["AthenaBytesScanned"] == 0  # moto scans nothing
-    assert metrics["RollupDuration"] >= 0
+    # A run without failures publishes no metric: AWS/Lambda Duration and AWS/Athena
+    # ProcessedBytes chart it for free; the counts are in the log line.
+    assert emf_values(capsys.readouterr().out) == {}
 
     # A rerun replaces the same hours: existing partitions are success, not errors.
     world.log.clear()
     assert invoke(rollup, world)["partitions_created"] == 0
-    assert emf_values(capsys.readouterr().out)["PartitionsExisting"] == 6
 
 
 def test_the_unload_selects_the_rollup_columns_from_the_rendered_sql_into_its_prefix(
@@ -362,8 +359,7 @@ def test_a_failed_or_cancelled_query_fails_the_run_loudly_after_the_others(
 
     out = capsys.readouterr().out
     metrics = emf_values(out)
-    assert metrics["RollupFailures"] == 1
-    assert metrics["RollupsWritten"] == 3
+    assert metrics == {"RollupFailures": 1}
     (logged,) = [json.loads(line) for line in out.splitlines() if '"rollup failed"' in line]
     assert (logged["level"], logged["target"], logged["state"]) == (
         "ERROR",

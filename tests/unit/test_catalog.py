@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tradelake.catalog import (
+    SHOWN_KEY_CHARS,
     Added,
     Failure,
     NotAPartitionError,
@@ -130,7 +131,7 @@ def test_a_key_that_is_not_a_partition_path_says_why(key: str, reason: str) -> N
         partition_of(key, ROUTES)
 
 
-symbols = st.from_regex(r"[A-Za-z0-9]{2,32}", fullmatch=True)
+symbols = st.from_regex(r"[a-z]?[A-Z0-9]{2,31}", fullmatch=True)  # Phemex: sBTCUSDT, BTCUSD
 hours = st.integers(0, 8000 * 365 * 24 - 1)  # every hour of years 1970-9999
 file_names = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9 ._=+%-]{0,60}", fullmatch=True).filter(
     lambda n: not n.endswith(".tmp")
@@ -199,6 +200,69 @@ def test_garbage_never_raises(event: Any) -> None:
 def test_any_text_key_is_a_partition_or_skipped(key: str) -> None:
     found = read_event(notification(key), ROUTES)
     assert len(found.partitions) + len(found.skipped) == 1
+
+
+HOUR_14 = "year=2026/month=11/day=27/hour=14"
+
+
+@pytest.mark.parametrize(
+    ("key", "reason"),
+    [
+        (f"trades/symbol=../{HOUR_14}/f.parquet", "bad symbol '..'"),
+        (f"trades/symbol=../../{HOUR_14}/f.parquet", "found 6 levels"),
+        (f"trades/symbol=BTCUSD/../symbol=ETHUSD/{HOUR_14}/f.parquet", "found 7 levels"),
+        (f"trades/symbol=btcusd/{HOUR_14}/f.parquet", "bad symbol 'btcusd'"),
+        (f"trades/symbol=sbtcUSDT/{HOUR_14}/f.parquet", "bad symbol"),
+        (f"trades/symbol=ＢＴＣＵＳＤ/{HOUR_14}/f.parquet", "bad symbol"),  # full-width
+        (f"trades/symbol=BTCUSDé/{HOUR_14}/f.parquet", "bad symbol"),
+        (f"trades/symbol=B/{HOUR_14}/f.parquet", "bad symbol 'B'"),
+        (f"trades/symbol={'X' * 33}/{HOUR_14}/f.parquet", "bad symbol"),
+        (f"trades/symbol=BTC USD/{HOUR_14}/f.parquet", "bad symbol 'BTC USD'"),  # '+' in S3's
+        ("trades/symbol=BTCUSD/year=2026/month=11/day=27/hour=99/f.parquet", "bad hour '99'"),
+        ("trades/symbol=BTCUSD/year=2026/month=11/day=27/hour=1a/f.parquet", "bad hour"),
+        ("trades/symbol=BTCUSD/year=2026/month=11/day=27/hour=١٤/f.parquet", "bad hour"),
+        ("trades/symbol=BTCUSD/year=20x6/month=11/day=27/hour=14/f.parquet", "bad year"),
+        ("trades/symbol=BTCUSD/year=2026/month=ab/day=27/hour=14/f.parquet", "bad month"),
+        ("trades/symbol=BTCUSD/year=2026/month=11/day=-1/hour=14/f.parquet", "bad day"),
+        ("trades/symbol=BTCUSD/year=2026/month=11/day=27/hour=+14/f.parquet", "bad hour"),
+        (f"/trades/symbol=BTCUSD/{HOUR_14}/f.parquet", "not under a known table prefix"),
+        (f"Trades/symbol=BTCUSD/{HOUR_14}/f.parquet", "not under a known table prefix"),
+        (f"trades//symbol=BTCUSD/{HOUR_14}/f.parquet", "found 6 levels"),
+        (f"firehose/trades/symbol=BTCUSD/{HOUR_14}/f.parquet", "not under a known table"),
+        (f"rollups/ohlcv_1m/symbol=BTCUSD/{HOUR_14}/f.parquet", "not under a known table"),
+        (f"trades/symbol=BTCUSD/{HOUR_14}/{'f' * 1100}.parquet", "a key of 1163 bytes"),
+        (f"trades/symbol=BTCUSD/{HOUR_14}/{'é' * 520}.parquet", "a key of 1103 bytes"),
+    ],
+)
+def test_a_hostile_key_is_skipped_with_its_reason_and_the_rest_kept(key: str, reason: str) -> None:
+    """Each odd key, URL-encoded as S3 sends it, between two good ones: skipped, never raised,
+    never registered, and the good keys' partitions are all there."""
+    other = KEY.replace("hour=14", "hour=13")
+    found = read_event(notification(KEY, key, other), ROUTES)
+    assert [p.values[-1] for p in found.partitions] == ["14", "13"]
+    [skipped] = found.skipped
+    assert reason in skipped.reason
+    assert len(skipped.key) <= SHOWN_KEY_CHARS + 1
+
+
+@pytest.mark.parametrize(
+    ("encoded", "reason"),
+    [
+        ("trades/symbol%3D..%2F..%2Fx/year%3D2026/month%3D11/day%3D27/hour%3D14/f", "levels"),
+        ("trades/symbol%253DBTCUSD/year=2026/month=11/day=27/hour=14/f", "is not symbol="),
+        ("trades/symbol=BTC%00USD/year=2026/month=11/day=27/hour=14/f", "bad symbol"),
+        ("trades/symbol=BTCUSD/year=2026/month=11/day=27/hour=1%ZZ/f", "bad hour '1%ZZ'"),
+        ("trades/symbol=BTCUSD/year=2026/month=11/day=27/hour=14%0A/f", "bad hour"),
+        ("trades/symbol=" + "%41" * 400 + "/year=2026/month=11/day=27/hour=14/f", "bad symbol"),
+    ],
+)
+def test_keys_are_decoded_once_and_checked_after(encoded: str, reason: str) -> None:
+    """What the encoding can smuggle — a '/', a second '%3D', a NUL, a bad escape — is judged
+    on the decoded key."""
+    event = notification(KEY)
+    event["Records"][0]["s3"]["object"]["key"] = encoded
+    [skipped] = read_event(event, ROUTES).skipped
+    assert reason in skipped.reason
 
 
 def test_an_event_holds_each_partition_once_in_first_seen_order() -> None:

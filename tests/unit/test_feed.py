@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from tradelake.cursor import Cursor
-from tradelake.feed import Feed, FeedConfig, Output
+from tradelake.feed import NEVER, Feed, FeedConfig, Output
 from tradelake.markets import instrument
 from tradelake.model import EARLIEST_NS, INCREMENTAL, SNAPSHOT, Fill, Gap, Trade
 from tradelake.simulator import wire
@@ -354,3 +354,29 @@ def test_a_hostile_number_is_a_bad_row_and_its_neighbours_are_taken(symbol: str,
     assert s.feed.stats.symbols[symbol].bad_rows == 1
     assert s.feed.stats.malformed_frames == 0
     assert [t.ts_ns - T0 for t in s.taken] == [1, 2, 4, 5]
+
+
+def test_without_a_clock_reading_the_receipt_time_is_the_deadline_clock() -> None:
+    """An embedding hands over frames and receipt times only: deadlines follow ``recv_ns``."""
+    feed = Feed({"BTCUSD": instrument("BTCUSD")}, Cursor(), CONFIG)
+    feed.connect(NOW_NS / 1e9)
+    out = feed.receive(snapshot(), NOW_NS + 2 * 10**9)  # empty: asked for again, due 5 s on
+    assert requests(out) == [("trade.unsubscribe", ["BTCUSD"]), ("trade.subscribe", ["BTCUSD"])]
+    assert feed.due() == (NOW_NS + 2 * 10**9) / 1e9 + CONFIG.snapshot_timeout_s
+
+
+def test_the_next_deadline_is_the_earliest_of_the_subscriptions_still_waiting() -> None:
+    s = Session(("BTCUSD", "sBTCUSDT", "BTCUSDT"))
+    assert s.feed.due() == CONFIG.snapshot_timeout_s  # all three subscribed at 0
+    s.frame(snapshot(fill(1)))
+    s.frame(snapshot(fill(1), symbol="sBTCUSDT"))
+    assert s.feed.due() == CONFIG.snapshot_timeout_s  # BTCUSDT still waits
+    s.now = 2.0
+    s.ack(error=True)  # BTCUSDT's subscribe refused: retried after the backoff (1 s)
+    assert s.feed.due() == 3.0
+    s.tick(1.0)  # subscribed again at 3: its snapshot is due at 8
+    assert s.feed.due() == 3.0 + CONFIG.snapshot_timeout_s
+    s.frame(snapshot(fill(1), symbol="BTCUSDT"))
+    assert s.feed.due() == NEVER  # every symbol live: nothing to wait for
+    s.feed.connect(10.0)
+    assert s.feed.due() == 10.0 + CONFIG.snapshot_timeout_s  # a reconnect waits again

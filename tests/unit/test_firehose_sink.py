@@ -347,6 +347,19 @@ def test_due_by_count_and_by_age() -> None:
     assert s.due(1_000)
 
 
+def test_a_full_record_is_due_after_the_minimum_age_not_before() -> None:
+    """500 trades make a full record: worth a call once they are 5 s old, not every 500."""
+    now = [0]
+    s = FirehoseSink(FakeFirehose(), STREAM, clock=lambda: now[0])
+    s.add(trades(499))
+    assert not s.due(60 * 10**9), "499 trades a minute old wait for a full record"
+    assert s.due(120 * 10**9), "or for the maximum age"
+    s = FirehoseSink(FakeFirehose(), STREAM, clock=lambda: now[0])
+    s.add(trades(500))
+    assert not s.due(4_999_999_999), "a burst is not flushed every 500 trades"
+    assert s.due(5 * 10**9)
+
+
 @st.composite
 def failure_plans(draw: st.DrawFn) -> tuple[float, float, int]:
     refuse = draw(st.sampled_from([0.0, 0.1, 0.5, 0.9, 1.0]))

@@ -120,6 +120,14 @@ def test_a_bad_row_is_counted_and_its_neighbours_survive(bad_row: object) -> Non
     assert [r.ts_ns - T0 for r in rows] == [4, 5]
 
 
+def test_a_field_added_after_the_fourth_is_ignored() -> None:
+    rows = [[T0, "Buy", 10, 1, "new"], [T0 + 1, "Sell", 20, 2]]
+    assert fills(instrument("BTCUSD"), rows) == (
+        [Fill(T0, "buy", 10 * 10**6, FIXED_ONE), Fill(T0 + 1, "sell", 20 * 10**6, 2 * FIXED_ONE)],
+        0,
+    )
+
+
 @pytest.mark.parametrize(
     "bad_row",
     [
@@ -168,12 +176,28 @@ def test_fixed_point_round_trips_every_decimal_with_ten_places(value: Decimal) -
     assert Decimal(format_fixed(fixed)) == value
 
 
-@pytest.mark.parametrize("text", ["", ".", "+", "-", "+.", "-.", " 1", "1e3", "0x1", "1.2.3"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        *("", ".", "+", "-", "+.", "-.", " 1", "1e3", "0x1", "1.2.3"),
+        # what int() takes but a plain decimal is not: the shortcut for plain text must refuse
+        *("1_000", "1.5_0", "1 ", "\u0663", "1.\u0663", "\u00b2"),
+    ],
+)
 def test_text_without_a_digit_or_with_anything_else_is_not_a_decimal(text: str) -> None:
     with pytest.raises(ValueError, match="not a plain decimal"):
         parse_fixed(text)
 
 
-@pytest.mark.parametrize(("text", "value"), [("5.", 5 * FIXED_ONE), ("-.5", -FIXED_ONE // 2)])
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("5.", 5 * FIXED_ONE),
+        (".5", FIXED_ONE // 2),
+        ("-.5", -FIXED_ONE // 2),
+        ("007.50", 75 * FIXED_ONE // 10),
+        ("1." + "0" * 12, FIXED_ONE),  # zeros past the tenth place lose nothing
+    ],
+)
 def test_one_digit_on_either_side_of_the_point_is_enough(text: str, value: int) -> None:
     assert parse_fixed(text) == value

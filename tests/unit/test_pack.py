@@ -78,8 +78,28 @@ def test_odd_strings_are_escaped_and_the_trade_key_still_matches() -> None:
 
 
 def test_ts_floors_to_the_millisecond_of_the_event() -> None:
-    assert json.loads(trade_line(a_trade(ts_ns=1_999_999)))["ts"] == 1
-    assert json.loads(trade_line(a_trade(ts_ns=2_000_000)))["ts"] == 2
+    for ts_ns in (0, 999_999, 1_000_000, 1_999_999, 2_000_000, TS_NS):
+        assert json.loads(trade_line(a_trade(ts_ns=ts_ns)))["ts"] == ts_ns // 1_000_000
+
+
+def test_trades_of_one_message_share_a_tail_and_any_difference_gets_its_own() -> None:
+    """``pack`` builds a tail once per run of equal (recv_ns, seq, source), a head per symbol."""
+    first = a_trade()
+    trades = [
+        first,
+        first._replace(k=1),
+        first._replace(source="snapshot"),
+        first._replace(seq=78),
+        first._replace(recv_ns=first.recv_ns + 1),
+        first._replace(symbol="sBTCUSDT"),
+        first._replace(symbol="BTCUSDT", seq=78),
+        first,
+    ]
+    (record,) = pack(trades)
+    assert unpack(record.data) == trades
+    assert [json.loads(line)["trade_key"] for line in record.data.decode().splitlines()] == [
+        trade_key(t) for t in trades
+    ]
 
 
 def test_records_hold_500_trades_and_end_with_a_newline() -> None:

@@ -2,6 +2,15 @@
 
 ``query`` runs DuckDB SQL as typed, or a ready query of ``sql/`` (``--named``) translated from
 Athena's dialect by ``analytics.duckdb_sql``: the same SQL as on AWS.
+
+``query`` only reads, and the lake is safe from what is typed into it. Two locks, because each
+alone has a hole: the connection (``read_only``) may open files under the lake only, loads no
+extension (an ``INSTALL`` would reach the network) and can no longer change a setting, but
+DuckDB may still *write* under an allowed directory (``COPY … TO '<lake>/trades/…'``); so every
+statement must also be a SELECT (``DESCRIBE``, ``SHOW``, ``SUMMARIZE`` and ``FROM …`` parse as
+SELECT) or an EXPLAIN of one (``EXPLAIN ANALYZE`` runs its statement). A refused statement is
+one line and exit 1, like SQL DuckDB refuses; nothing has run by then. Empty SQL is a usage
+error (exit 2).
 """
 
 from __future__ import annotations
@@ -9,6 +18,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import re
 import sys
 import time
 from datetime import UTC, date, datetime
@@ -25,6 +35,8 @@ if TYPE_CHECKING:
     import duckdb
 
 FORMATS = ("table", "csv", "json")
+_EXPLAINED = re.compile(r"\s*EXPLAIN\s+(?:ANALY[SZ]E\s+|\([^)]*\)\s*)?(.*)", re.I | re.S)
+"""The statement an EXPLAIN [ANALYZE | (options)] is about."""
 
 
 def time_arg(text: str) -> datetime:
@@ -123,7 +135,7 @@ def rollup(args: argparse.Namespace) -> int:
 
 
 def query(args: argparse.Namespace) -> int:
-    """Print the result; SQL that DuckDB refuses is one line and exit 1."""
+    """Print the result; SQL that DuckDB or ``writing_statement`` refuses is one line, exit 1."""
     import duckdb
 
     from tradelake.adapters.duckdb_lake import connect
@@ -139,16 +151,60 @@ def query(args: argparse.Namespace) -> int:
             if value is not None:
                 args.usage_error(f"{option} goes with --named, not with SQL")
         sql = args.sql
+    if not sql.strip():
+        args.usage_error("the SQL is empty")
     if no_lake(args.lake, "query"):
         return 1
     try:
-        result = connect(args.lake).sql(sql)
+        con = connect(args.lake)
+        read_only(con, args.lake)
+        statements = con.extract_statements(sql)
+        if not statements:
+            args.usage_error("the SQL holds no statement")
+        refused = writing_statement(con, statements)
+        if refused:
+            print(f"tradelake query: refused: {refused}", file=sys.stderr)
+            return 1
+        result = con.sql(sql)
         if result is not None:
             _print(result, args.format)
     except duckdb.Error as exc:
         print(f"tradelake query: {str(exc).splitlines()[0]}", file=sys.stderr)
         return 1
     return 0
+
+
+def read_only(con: duckdb.DuckDBPyConnection, lake: Path) -> None:
+    """Lock ``con`` (made by ``duckdb_lake.connect``, views already bound) to reading ``lake``:
+    no file outside it, no extension, no setting changed afterwards."""
+    root = str(lake.absolute()).replace("'", "''")
+    con.execute(f"SET allowed_directories = ['{root}/']")
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
+
+
+def writing_statement(
+    con: duckdb.DuckDBPyConnection, statements: list[duckdb.Statement]
+) -> str | None:
+    """Why the first statement that is not a read is refused, or None when all only read."""
+    for statement in statements:
+        kind = statement.type.name
+        if kind == "EXPLAIN":
+            explained = _EXPLAINED.fullmatch(statement.query)
+            try:
+                inner = con.extract_statements(explained.group(1)) if explained else []
+            except duckdb.Error:
+                inner = []
+            if inner and all(s.type.name == "SELECT" for s in inner):
+                continue
+            kind = "this EXPLAIN"
+        elif kind == "SELECT":
+            continue
+        return (
+            f"{kind} is not a query: `tradelake query` only reads the lake (SELECT, DESCRIBE, "
+            "SHOW, SUMMARIZE, EXPLAIN SELECT)"
+        )
+    return None
 
 
 def no_lake(lake: Path, command: str) -> bool:

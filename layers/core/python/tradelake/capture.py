@@ -24,6 +24,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Protocol
 
 from tradelake.backoff import Backoff
@@ -227,13 +228,9 @@ class Capture:
                 now = self.clock()
                 if self._over(deadline, stop):
                     break
-                if not feed.symbols:
+                if feed.stats.rejected and not feed.symbols:  # cheap first: every turn
                     rejected = sorted(feed.stats.rejected.items())
                     raise SubscriptionRejected("; ".join(reason for _, reason in rejected))
-                if now - last_rx >= cfg.dead_after_s:
-                    feed.stats.dead_connections += 1
-                    log.warning("no frame for %.1f s: connection is dead", now - last_rx)
-                    break
                 if now >= next_ping:
                     conn.send(feed.ping())
                     next_ping = now + cfg.ping_interval_s
@@ -243,7 +240,16 @@ class Capture:
                 if deadline is not None:
                     wait = min(wait, deadline)
                 frame = conn.recv(max(wait - now, MIN_WAIT_S))
-                if frame is not None:
+                if frame is None:
+                    # Silence is judged only after the socket itself had nothing: a flush that
+                    # took longer than dead_after_s (a throttled Firehose) left frames waiting
+                    # in a healthy connection, and dropping it would lose them into a gap.
+                    silent = self.clock() - last_rx
+                    if silent >= cfg.dead_after_s:
+                        feed.stats.dead_connections += 1
+                        log.warning("no frame for %.1f s: connection is dead", silent)
+                        break
+                else:
                     recv_ns = self.wall_ns()
                     last_rx = self.clock()
                     if self.recorder is not None:
@@ -272,7 +278,7 @@ class Capture:
         self.cursor.advance(acknowledged)
         self.cursor_store.save(self.cursor)
         self.stats.flushes += 1
-        for symbol, n in Counter(t.symbol for t in acknowledged).items():
+        for symbol, n in Counter(map(itemgetter(0), acknowledged)).items():  # 0: the symbol
             self.stats.symbols[symbol].written += n
 
     def _status(self) -> None:

@@ -10,8 +10,9 @@ A table route maps a key prefix to a table: ``trades`` goes to the trades table 
 itself once its query has succeeded (``tradelake.rollup``), so S3 notifies for ``trades/`` only.
 The levels after the prefix are the route's partition keys, in the table's order
 (``schema.PARTITION_KEYS``), each checked: a symbol of Phemex's shape, a four-digit year, month
-01–12, day 01–31 forming a real date, hour 00–23. Then exactly one file name follows, which must
-not be hidden or temporary (``.x``, ``_x``, ``*.tmp``, ``*$folder$``): readers skip those too.
+01–12, day 01–31 forming a real date, hour 00–23, all in ASCII. Then exactly one file name
+follows, which must not be hidden or temporary (``.x``, ``_x``, ``*.tmp``, ``*$folder$``):
+readers skip those too.
 
 Anything else — another prefix, missing or extra levels, a bad value, a temporary file, a
 malformed notification — is not a partition: it is reported as ``Skipped`` with the reason, never
@@ -32,7 +33,6 @@ from datetime import date
 from typing import Any, NamedTuple, Protocol, TypeVar
 from urllib.parse import unquote_plus
 
-from tradelake.markets import SYMBOL_PATTERN
 from tradelake.partitions import TRADES_PREFIX
 from tradelake.schema import PARTITION_KEYS
 
@@ -44,8 +44,18 @@ _PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
 _NAME_SEGMENT = re.compile(r"[a-z][a-z0-9_]{0,99}")
 """A prefix segment that becomes part of a table name: Glue table names are lower case."""
 
+PARTITION_SYMBOL = re.compile(r"[a-z]?[A-Z0-9]{2,31}")
+"""A symbol level's value: Phemex's symbols are upper case after at most one lower-case market
+letter (``BTCUSD``, ``sBTCUSDT``), a subset of ``markets.SYMBOL_PATTERN``. ``btcusd`` or ``..``
+in a key was not written by the pipeline, and registering it would show a symbol that is not."""
+
+S3_KEY_BYTES = 1024
+"""The longest S3 key (UTF-8): a notification with a longer one did not come from S3."""
+SHOWN_KEY_CHARS = 300
+"""A skipped key is reported cut to this many characters, so that one key cannot flood a log."""
+
 _VALUE_PATTERNS: Mapping[str, re.Pattern[str]] = {
-    "symbol": SYMBOL_PATTERN,
+    "symbol": PARTITION_SYMBOL,
     "year": re.compile(r"[0-9]{4}"),
     "month": re.compile(r"0[1-9]|1[0-2]"),
     "day": re.compile(r"0[1-9]|[12][0-9]|3[01]"),
@@ -174,9 +184,10 @@ class EventPartitions(NamedTuple):
 def read_event(event: Any, routes: Sequence[Route]) -> EventPartitions:
     """The partitions of the objects an S3 ``ObjectCreated`` notification announces.
 
-    Keys arrive URL-encoded (``%3D`` for ``=``, ``+`` for a space) and are decoded here. Never
-    raises: a record that is not an object creation, or whose key is not a partition path, is
-    skipped with its reason. ``s3:TestEvent`` (no ``Records``) holds nothing.
+    Keys arrive URL-encoded (``%3D`` for ``=``, ``+`` for a space) and are decoded here, once
+    (``%253D`` is the text ``%3D``). Never raises: a record that is not an object creation, or
+    whose key is not a partition path, is skipped with its reason; a key longer than S3 allows
+    is skipped too, shown cut. ``s3:TestEvent`` (no ``Records``) holds nothing.
     """
     partitions: dict[Partition, None] = {}
     skipped: list[Skipped] = []
@@ -195,6 +206,11 @@ def read_event(event: Any, routes: Sequence[Route]) -> EventPartitions:
             skipped.append(Skipped(f"Records[{index}]", "bucket or key is not a string"))
             continue
         key = unquote_plus(raw_key)
+        size = len(key.encode("utf-8", "replace"))
+        if size > S3_KEY_BYTES:
+            shown = f"{key[:SHOWN_KEY_CHARS]}…"
+            skipped.append(Skipped(shown, f"a key of {size} bytes: S3 keys have ≤ {S3_KEY_BYTES}"))
+            continue
         if not (isinstance(name, str) and name.startswith("ObjectCreated:")):
             skipped.append(Skipped(key, f"event {name!r} is not an object creation"))
             continue

@@ -17,6 +17,7 @@ from typing import NoReturn, TextIO
 from tradelake.analytics_cli import add_query_arguments, add_rollup_arguments
 from tradelake.backfill import add_parser as add_backfill_parser
 from tradelake.capture import Capture, CaptureConfig, SourceUnreachable, SubscriptionRejected
+from tradelake.compact_cli import add_parser as add_compact_parser
 from tradelake.feed import CaptureStats, FeedConfig
 from tradelake.markets import UnknownSymbolError, market_of
 from tradelake.oncall import add_parsers as add_oncall_parsers
@@ -132,7 +133,9 @@ def parser() -> Parser:
         help="run SQL (DuckDB) over the lake: views trades, trades_stored, gaps, ohlcv_1m/1h",
         description="DuckDB SQL over the lake, or a ready query (--named). Views: trades (each"
         " trade_key once, the first received copy), trades_stored (every stored row, duplicates"
-        " included: for audits), gaps (the gap ledger), ohlcv_1m and ohlcv_1h (once rolled up).",
+        " included: for audits), gaps (the gap ledger), ohlcv_1m and ohlcv_1h (once rolled up)."
+        " Read-only: SELECT (DESCRIBE, SHOW, SUMMARIZE too) and EXPLAIN SELECT; a statement that"
+        " writes, attaches or installs is refused, and no file outside the lake is opened.",
     )
     add_query_arguments(query)
     rollup = commands.add_parser(
@@ -143,6 +146,7 @@ def parser() -> Parser:
         " wrote; a rerun picks up trades that arrived late.",
     )
     add_rollup_arguments(rollup)
+    add_compact_parser(commands)
 
     report = commands.add_parser(
         "report",
@@ -199,6 +203,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from tradelake.report import report_command
 
         return report_command(args.lake, args.out)
+    if args.command == "compact":
+        from tradelake.compact_cli import compact_command
+
+        return compact_command(args)
     if args.command == "rollup":
         from tradelake.analytics_cli import rollup
 

@@ -81,11 +81,15 @@ class Cursor:
         """
         newest: dict[str, int] = {}
         fresh: dict[str, dict[FillKey, int]] = {}
+        get = newest.get
         for t in reversed(acknowledged):
-            top = newest.setdefault(t.symbol, t.ts_ns)
-            if t.ts_ns != top:
+            symbol, ts_ns = t[0], t[1]  # runs for every trade: plain indexing
+            top = get(symbol)
+            if top is None:
+                newest[symbol] = top = ts_ns
+            if ts_ns != top:
                 continue
-            counts = fresh.setdefault(t.symbol, {})
+            counts = fresh.setdefault(symbol, {})
             key = (t.side, t.price, t.qty)
             if counts.get(key, 0) <= t.k:
                 counts[key] = t.k + 1
@@ -263,14 +267,18 @@ class Reconciler:
     ) -> tuple[list[Trade], list[Gap]]:
         """Take new fills (oldest first): new trades, unless at or before the position."""
         symbol, ts0, counts = self.symbol, self.ts_ns, self.counts
+        oldest, newest = self.covered
         out: list[Trade] = []
         gaps: list[Gap] = []
+        append, new = out.append, tuple.__new__  # a Trade without the Python-level __new__
         for ts, side, price, qty in fills:
             key = (side, price, qty)
             if ts > ts0:
-                ts0, counts = ts, {}
-            elif self.covered[0] <= ts <= self.covered[1]:
-                if ts < ts0 or ts < self.covered[1] or self._repeats(key):
+                ts0, counts = ts, {key: 1}
+                append(new(Trade, (symbol, ts, side, price, qty, 0, recv_ns, seq, INCREMENTAL)))
+                continue
+            if oldest <= ts <= newest:
+                if ts < ts0 or ts < newest or self._repeats(key):
                     self.duplicates += 1
                     continue
             elif ts < ts0:
@@ -278,7 +286,7 @@ class Reconciler:
                 continue
             k = counts.get(key, 0)
             counts[key] = k + 1
-            out.append(Trade(symbol, ts, side, price, qty, k, recv_ns, seq, INCREMENTAL))
+            append(new(Trade, (symbol, ts, side, price, qty, k, recv_ns, seq, INCREMENTAL)))
         self.ts_ns, self.counts = ts0, counts
         return out, gaps
 
@@ -313,6 +321,7 @@ class Reconciler:
         ts0, counts = base_ts, dict(base)
         seen_at_base: dict[FillKey, int] = {}
         out: list[Trade] = []
+        append, new = out.append, tuple.__new__  # a Trade without the Python-level __new__
         duplicates = 0
         for batch in batches:
             recv_ns, seq, source = batch.recv_ns, batch.seq, batch.source
@@ -326,9 +335,13 @@ class Reconciler:
                     key = (f.side, f.price, f.qty)
                     self.snapshot_top[key] = self.snapshot_top.get(key, 0) + 1
             for ts, side, price, qty in batch.fills:
-                key = (side, price, qty)
                 if ts < base_ts:
                     duplicates += 1
+                    continue
+                key = (side, price, qty)
+                if ts > ts0:  # past the position: a new nanosecond, its first fill
+                    ts0, counts = ts, {key: 1}
+                    append(new(Trade, (symbol, ts, side, price, qty, 0, recv_ns, seq, source)))
                     continue
                 if ts == base_ts:
                     n = seen_at_base.get(key, 0) + 1
@@ -339,11 +352,9 @@ class Reconciler:
                     k = n - 1
                     counts[key] = n
                 else:
-                    if ts > ts0:
-                        ts0, counts = ts, {}
                     k = counts.get(key, 0)
                     counts[key] = k + 1
-                out.append(Trade(symbol, ts, side, price, qty, k, recv_ns, seq, source))
+                append(new(Trade, (symbol, ts, side, price, qty, k, recv_ns, seq, source)))
         self.ts_ns, self.counts = ts0, counts
         self.duplicates += duplicates
         return out, gaps

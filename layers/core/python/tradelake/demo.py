@@ -3,7 +3,8 @@
 simulator (three market types, every fault switched on, hours of market time compressed into
 seconds) → the real capture loop over real websockets → the local Parquet lake → DuckDB. The
 closing table compares the lake with the simulator's own tape: captured, duplicates dropped,
-gaps declared, and missing outside gaps, which must be 0. Then the OHLCV rollups are written.
+gaps declared, and missing outside gaps, which must be 0. Then the hour partitions are compacted
+(``tradelake compact``) and the lake checked again, and the OHLCV rollups are written.
 """
 
 from __future__ import annotations
@@ -13,19 +14,23 @@ import sys
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
+
+import duckdb
 
 from tradelake.adapters import websocket_source
 from tradelake.adapters.duckdb_lake import connect
 from tradelake.adapters.duckdb_rollup import rollup_lake
 from tradelake.adapters.lake_files import FileCursorStore, JsonlGapLedger, read_gaps
+from tradelake.adapters.parquet_compaction import compact_lake
 from tradelake.adapters.parquet_sink import ParquetSink
 from tradelake.analytics import ROLLUPS
 from tradelake.capture import Capture, CaptureConfig
 from tradelake.feed import CaptureStats, FeedConfig
+from tradelake.model import LATEST_NS
 from tradelake.report import REPORT_NAME, describe, write_report
 from tradelake.simulator import Faults, Simulator, SimulatorConfig, SimulatorStats, synthetic_tape
 from tradelake.verify import SymbolCheck, check
@@ -114,15 +119,23 @@ def run_demo(
     elapsed = time.monotonic() - started
 
     con = connect(lake)
-    rows: dict[str, list[tuple[int, str]]] = {}
-    for symbol, ts_ns, key in con.sql("SELECT symbol, ts_ns, trade_key FROM trades").fetchall():
-        rows.setdefault(symbol, []).append((ts_ns, key))
     gaps = read_gaps(lake)
-    checks = check(tape, rows, gaps)
+    checks = check(tape, trades_by_symbol(con), gaps)
     stored = dict(con.sql("SELECT symbol, count(*) FROM trades_stored GROUP BY 1").fetchall())
     reasons = Counter(g.reason for g in gaps)
     result = DemoResult(checks, stored, dict(sorted(reasons.items())), capture.stats, sim.stats)
     _report(result, elapsed, lake, out)
+
+    compacted, _ = compact_lake(lake, LATEST_NS)  # the capture has stopped: every hour is closed
+    after = check(tape, trades_by_symbol(connect(lake)), gaps)
+    result = replace(result, checks=after)  # the exit status is the compacted lake's
+    print(
+        f"\ncompacted {len(compacted)} hour partitions (tradelake compact):"
+        f" {sum(c.files_before for c in compacted):,} files -> {len(compacted)},"
+        f" {sum(c.duplicates for c in compacted):,} stored duplicates removed; read again, the"
+        f" lake {'checks the same' if after == checks else f'DIFFERS from before: {after}'}",
+        file=out,
+    )
 
     rolled = rollup_lake(lake)  # then connect again: the rollup views exist once files do
     print(
@@ -142,6 +155,14 @@ def run_demo(
     )
     print(f"\nThe charts: {describe(write_report(lake, lake / REPORT_NAME))}", file=out)
     return result
+
+
+def trades_by_symbol(con: duckdb.DuckDBPyConnection) -> dict[str, list[tuple[int, str]]]:
+    """``(ts_ns, trade_key)`` of every trade the ``trades`` view reads, by symbol."""
+    rows: dict[str, list[tuple[int, str]]] = {}
+    for symbol, ts_ns, key in con.sql("SELECT symbol, ts_ns, trade_key FROM trades").fetchall():
+        rows.setdefault(symbol, []).append((ts_ns, key))
+    return rows
 
 
 def capture_until_caught_up(sim: Simulator, capture: Capture, budget_s: float) -> None:

@@ -41,12 +41,14 @@ from typing import Final, NamedTuple
 from tradelake import protocol
 from tradelake.cursor import Batch, Cursor, Reconciler
 from tradelake.markets import Instrument
-from tradelake.model import EARLIEST_NS, INCREMENTAL, LATEST_NS, SNAPSHOT, Fill, Gap, Trade
+from tradelake.model import INCREMENTAL, SNAPSHOT, Fill, Gap, Trade
 from tradelake.normalise import fills
 
 log = logging.getLogger(__name__)
 
 NEVER: Final = math.inf
+_UNBOUNDED: Final = 1 << 100
+"""A row age or lead that is no bound: ``fills`` clips every window to ``ANY_TIME``."""
 _SUBSCRIBE, _UNSUBSCRIBE = "subscribe", "unsubscribe"
 
 
@@ -124,6 +126,17 @@ class Output(NamedTuple):
 
 
 NOTHING: Final = Output()
+_new = tuple.__new__
+"""Builds an ``Output`` of trades without the Python-level ``__new__``: once per frame."""
+
+
+class _Lane(NamedTuple):
+    """One symbol's instrument, rows key, reconciler and counters."""
+
+    instrument: Instrument
+    rows_key: str
+    reconciler: Reconciler
+    stats: SymbolStats
 
 
 @dataclass(slots=True)
@@ -163,14 +176,25 @@ class Feed:
         self.instruments = dict(instruments)
         self.retry_delay = retry_delay
         self.stats = CaptureStats(symbols={s: SymbolStats() for s in instruments})
-        self._reconcilers = {s: Reconciler(s, cursor.symbols.get(s)) for s in instruments}
+        self._lanes = {
+            s: _Lane(i, i.rows_key, Reconciler(s, cursor.symbols.get(s)), self.stats.symbols[s])
+            for s, i in self.instruments.items()
+        }
+        """What a trade message of each symbol needs, found with one look-up per frame."""
         self._subs: dict[str, _Subscription] = {}
+        self._timed: set[str] = set()
+        """Symbols whose subscription has a deadline (all others: ``NEVER``), so that ``due``,
+        asked on every turn of the capture loop, looks at the few still waiting, not at all."""
         self._pending: dict[int, tuple[str, str]] = {}
         self._refusals: Counter[str] = Counter()
         self._request_id = 0
         cfg = self.config
-        self._max_age_ns = None if cfg.max_row_age_s is None else round(cfg.max_row_age_s * 1e9)
-        self._max_lead_ns = None if cfg.max_row_lead_s is None else round(cfg.max_row_lead_s * 1e9)
+        self._max_age_ns = (
+            _UNBOUNDED if cfg.max_row_age_s is None else round(cfg.max_row_age_s * 1e9)
+        )
+        self._max_lead_ns = (
+            _UNBOUNDED if cfg.max_row_lead_s is None else round(cfg.max_row_lead_s * 1e9)
+        )
 
     @property
     def symbols(self) -> list[str]:
@@ -179,7 +203,7 @@ class Feed:
 
     def positions(self) -> dict[str, int]:
         """The newest exchange time taken per symbol (-1 before the first)."""
-        return {s: r.ts_ns for s, r in self._reconcilers.items()}
+        return {s: lane.reconciler.ts_ns for s, lane in self._lanes.items()}
 
     def connect(self, now: float) -> list[str]:
         """A new connection: every symbol is subscribed afresh and awaits its snapshot.
@@ -189,6 +213,7 @@ class Feed:
         """
         waiting = {s: sub.held for s, sub in self._subs.items() if not sub.live and sub.held}
         self._subs.clear()
+        self._timed.clear()
         self._pending.clear()
         requests = [self._subscribe(symbol, now) for symbol in self.symbols]
         for symbol, held in waiting.items():
@@ -201,7 +226,8 @@ class Feed:
 
     def due(self) -> float:
         """The earliest deadline of any subscription (``NEVER`` if none): call ``tick`` then."""
-        return min((sub.deadline for sub in self._subs.values()), default=NEVER)
+        subs = self._subs
+        return min((subs[symbol].deadline for symbol in self._timed), default=NEVER)
 
     def tick(self, now: float, wall_ns: int) -> Output:
         """Act on deadlines that have passed: retry refused subscribes, chase missing snapshots."""
@@ -221,8 +247,15 @@ class Feed:
             requests += out.requests
         return Output(trades, gaps, requests) if trades or gaps or requests else NOTHING
 
-    def receive(self, frame: str | bytes, recv_ns: int, now: float) -> Output:
-        """Take one frame received at wall time ``recv_ns`` (ns) and monotonic time ``now``."""
+    def receive(self, frame: str | bytes, recv_ns: int, now: float | None = None) -> Output:
+        """Take one frame received at wall time ``recv_ns`` (ns): the sans-I/O entry point.
+
+        ``now`` is the clock of the deadlines (``due``, ``tick``): the capture passes a
+        monotonic reading; without it, ``recv_ns`` in seconds is that clock (a replay, an
+        embedding that never calls ``tick``). The frame is text or bytes, as the socket gave it.
+        """
+        if now is None:
+            now = recv_ns / 1e9
         stats = self.stats
         stats.frames += 1
         try:
@@ -247,17 +280,18 @@ class Feed:
             self.stats.unknown_frames += 1
             return NOTHING
         self.stats.trade_messages += 1
-        instrument = self.instruments[symbol]
-        if msg.key == instrument.rows_key:
-            rows, bad = fills(instrument, msg.rows, self._window(recv_ns))
+        lane = self._lanes[symbol]
+        if msg.key == lane.rows_key:
+            window = (recv_ns - self._max_age_ns, recv_ns + self._max_lead_ns)
+            rows, bad = fills(lane.instrument, msg.rows, window)
         else:
             rows, bad = [], len(msg.rows)
         if bad:
-            self.stats.symbols[symbol].bad_rows += bad
+            lane.stats.bad_rows += bad
             log.warning("%s: skipped %d bad rows in a %s", symbol, bad, msg.kind)
         if msg.kind == INCREMENTAL:
             if sub.live:
-                trades, gaps = self._reconcilers[symbol].incremental(rows, recv_ns, msg.seq)
+                trades, gaps = lane.reconciler.incremental(rows, recv_ns, msg.seq)
                 return self._taken(symbol, trades, gaps)
             if not rows:
                 return NOTHING
@@ -281,12 +315,6 @@ class Feed:
             return self._no_snapshot(symbol, sub, now, recv_ns)
         return self._resolve(symbol, sub, Batch(rows, recv_ns, msg.seq, SNAPSHOT), recv_ns)
 
-    def _window(self, recv_ns: int) -> tuple[int, int]:
-        """The timestamps a row received at ``recv_ns`` may have (``FeedConfig`` bounds)."""
-        lo = EARLIEST_NS if self._max_age_ns is None else recv_ns - self._max_age_ns
-        hi = LATEST_NS if self._max_lead_ns is None else recv_ns + self._max_lead_ns
-        return lo, hi
-
     def _resolve(
         self, symbol: str, sub: _Subscription, snapshot: Batch | None, detected_ns: int
     ) -> Output:
@@ -295,14 +323,15 @@ class Feed:
             batches, reason = sub.held, "snapshot_missing"
         else:
             batches, reason = union(snapshot, sub.held, sub.bridge), "snapshot_short"
-        reconciler = self._reconcilers[symbol]
-        trades, gaps = reconciler.reconcile(batches, detected_ns, reason)
+        trades, gaps = self._lanes[symbol].reconciler.reconcile(batches, detected_ns, reason)
         sub.live, sub.deadline, sub.held, sub.held_fills, sub.bridge = True, NEVER, [], 0, []
+        self._timed.discard(symbol)
         return self._taken(symbol, trades, gaps)
 
     def _taken(self, symbol: str, trades: list[Trade], gaps: list[Gap]) -> Output:
-        stats = self.stats.symbols[symbol]
-        stats.duplicates = self._reconcilers[symbol].duplicates
+        lane = self._lanes[symbol]
+        stats = lane.stats
+        stats.duplicates = lane.reconciler.duplicates
         if gaps:
             stats.gaps += len(gaps)
             for gap in gaps:
@@ -315,8 +344,10 @@ class Feed:
                 )
         if trades:
             stats.received += len(trades)
-            self.stats.last_lag_ns = trades[-1].recv_ns - trades[-1].ts_ns
-        return Output(trades, gaps) if trades or gaps else NOTHING
+            last = trades[-1]
+            self.stats.last_lag_ns = last.recv_ns - last.ts_ns
+            return _new(Output, (trades, gaps, ()))
+        return Output(trades, gaps) if gaps else NOTHING
 
     def _no_snapshot(self, symbol: str, sub: _Subscription, now: float, wall_ns: int) -> Output:
         """The snapshot is overdue or unusable: ask again, or give up and take what comes."""
@@ -338,6 +369,7 @@ class Feed:
             sub.tries,
         )
         sub.gave_up, sub.accepting, sub.deadline = True, True, NEVER
+        self._timed.discard(symbol)
         return self._resolve(symbol, sub, None, wall_ns) if sub.held else NOTHING
 
     # Requests and replies
@@ -355,6 +387,7 @@ class Feed:
         request_id = self._next_id()
         self._pending[request_id] = (symbol, _SUBSCRIBE)
         self._subs[symbol] = _Subscription(request_id, now + self._timeout)
+        self._timed.add(symbol)
         return protocol.subscribe(request_id, self.instruments[symbol])
 
     def _reply(self, reply: protocol.Reply, now: float) -> Output:
@@ -381,10 +414,12 @@ class Feed:
         if refusals >= self.config.max_subscribe_errors:
             self.stats.rejected[symbol] = f"{text} ({refusals} times in a row)"
             self._subs.pop(symbol, None)
+            self._timed.discard(symbol)
             log.error("%s: %s times in a row; no longer capturing %s", text, refusals, symbol)
         elif sub is not None and sub.request_id == reply.id and not sub.live:
             log.warning("%s; retrying", text)
             sub.retry, sub.deadline = True, now + self.retry_delay(refusals - 1)
+            self._timed.add(symbol)
         return NOTHING
 
 
@@ -398,6 +433,8 @@ def union(snapshot: Batch, held: Sequence[Batch], bridge: Sequence[Batch] = ()) 
     Fills within the snapshot's span are already in it; any beyond its count of the same fill
     (a snapshot cut inside its oldest nanosecond) join it. Newer fills follow in their batches.
     """
+    if not held and not bridge:  # the usual case: nothing came before the snapshot
+        return [snapshot]
     rows = snapshot.fills
     oldest, newest = rows[0].ts_ns, rows[-1].ts_ns
     in_snapshot = Counter(rows)

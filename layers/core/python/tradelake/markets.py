@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -70,6 +70,14 @@ class Instrument:
     market: Market
     price_scale: int | None
     qty_scale: int | None
+    price_factor: int = field(init=False, repr=False, compare=False)
+    """Multiplier from a scaled integer price (``priceEp``) to fixed point."""
+    qty_factor: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Read for every trade message: computed once (a frozen dataclass sets them this way).
+        object.__setattr__(self, "price_factor", int(10 ** (FIXED_SCALE - (self.price_scale or 0))))
+        object.__setattr__(self, "qty_factor", int(10 ** (FIXED_SCALE - (self.qty_scale or 0))))
 
     @property
     def subscribe_method(self) -> str:
@@ -82,15 +90,6 @@ class Instrument:
     @property
     def rows_key(self) -> str:
         return "trades_p" if self.market is Market.PERPETUAL else "trades"
-
-    @property
-    def price_factor(self) -> int:
-        """Multiplier from a scaled integer price (``priceEp``) to fixed point."""
-        return int(10 ** (FIXED_SCALE - (self.price_scale or 0)))
-
-    @property
-    def qty_factor(self) -> int:
-        return int(10 ** (FIXED_SCALE - (self.qty_scale or 0)))
 
 
 Products = Mapping[str, Instrument]

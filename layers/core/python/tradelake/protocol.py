@@ -18,6 +18,8 @@ from tradelake.model import INCREMENTAL, SNAPSHOT
 TRADE_KINDS = frozenset((SNAPSHOT, INCREMENTAL))
 INT64 = 1 << 63
 """Sequences are stored as Parquet int64: a larger one is a malformed frame, not a crash."""
+_new = tuple.__new__
+"""Builds a ``TradesMessage`` without its Python-level ``__new__``: once per frame."""
 
 
 class MalformedFrame(ValueError):
@@ -72,19 +74,19 @@ def parse(frame: str | bytes) -> TradesMessage | Reply | None:
         msg = orjson.loads(frame)
     except orjson.JSONDecodeError as exc:
         raise MalformedFrame(f"not JSON: {exc}") from None
-    if not isinstance(msg, dict):
+    if type(msg) is not dict:
         raise MalformedFrame(f"not a JSON object: {type(msg).__name__}")
     key = "trades" if "trades" in msg else "trades_p" if "trades_p" in msg else None
     if key is not None:
         rows = msg[key]
         symbol, kind, seq = msg.get("symbol"), msg.get("type"), msg.get("sequence", 0)
-        if not isinstance(symbol, str) or kind not in TRADE_KINDS or not isinstance(rows, list):
+        if type(symbol) is not str or kind not in TRADE_KINDS or type(rows) is not list:
             raise MalformedFrame(f"trade message with a bad envelope: {str(msg)[:200]}")
-        if "trades" in msg and "trades_p" in msg:
+        if key == "trades" and "trades_p" in msg:
             raise MalformedFrame(f"trade message with both trades and trades_p: {str(msg)[:200]}")
         if type(seq) is not int or not -INT64 <= seq < INT64:
             raise MalformedFrame(f"trade message with a bad sequence: {seq!r}")
-        return TradesMessage(symbol, kind, rows, seq, key)
+        return _new(TradesMessage, (symbol, kind, rows, seq, key))
     if "id" in msg and ("result" in msg or "error" in msg):
         error, request_id = msg.get("error"), msg["id"]
         if type(request_id) is not int or not (error is None or isinstance(error, dict)):

@@ -1,7 +1,9 @@
 """Local rollups: the SQL of ``analytics.ROLLUPS`` run by DuckDB, its results kept in the lake.
 
 Each rollup runs once per symbol and hour partition of ``trades``, on that partition alone (the
-SQL filters the five partition keys, which DuckDB turns into file filters), and its bars go to
+SQL filters the five partition keys; the connection's ``trades_stored`` is bound to the
+partition's directory, ``duckdb_lake.bind_trades``, so DuckDB does not list the whole lake for
+every query), and its bars go to
 ``<lake>/rollups/<name>/symbol=…/year=…/month=…/day=…/hour=…/<name>.parquet``: the S3 layout,
 with the columns and types of ``schema.ROLLUP_COLUMNS`` (as the Glue tables and Athena's UNLOAD
 have them), without ``symbol``, which the path holds.
@@ -24,7 +26,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from tradelake.adapters.duckdb_lake import connect
+from tradelake.adapters.duckdb_lake import bind_trades, connect
 from tradelake.adapters.lake_files import write_atomically
 from tradelake.adapters.parquet_sink import arrow_type, parquet_bytes
 from tradelake.analytics import ROLLUPS, duckdb_sql, hour_params
@@ -57,12 +59,18 @@ def rollup_lake(
     ``start`` and ``end`` are aware datetimes; either may be None for no bound.
     """
     con = connect(lake)
-    return [
-        rollup_hour(con, lake, name, symbol, hour)
-        for symbol, hour in lake_hours(lake)
-        if (start is None or hour + HOUR > start) and (end is None or hour < end)
-        for name in ROLLUPS
-    ]
+    files = []
+    for symbol, hour in lake_hours(lake):
+        if (start is None or hour + HOUR > start) and (end is None or hour < end):
+            bind_trades(
+                con, lake / partition_prefix(symbol, _ns(hour))
+            )  # its files, not the lake's
+            files += [rollup_hour(con, lake, name, symbol, hour) for name in ROLLUPS]
+    return files
+
+
+def _ns(hour: datetime) -> int:
+    return int(hour.timestamp()) * 10**9
 
 
 def rollup_hour(
@@ -72,7 +80,7 @@ def rollup_hour(
     bars = con.sql(duckdb_sql(name, **hour_params(symbol, hour))).to_arrow_table()
     schema = pa.schema([pa.field(c.name, arrow_type(c.type)) for c in ROLLUP_COLUMNS[name]])
     table = f"{ROLLUPS_PREFIX}/{name}"
-    directory = lake / partition_prefix(symbol, int(hour.timestamp()) * 10**9, table)
+    directory = lake / partition_prefix(symbol, _ns(hour), table)
     path = directory / f"{name}.parquet"
     write_atomically(path, parquet_bytes(bars.drop_columns(["symbol"]).cast(schema)).to_pybytes())
     return path

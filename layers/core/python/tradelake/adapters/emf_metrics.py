@@ -4,24 +4,27 @@ Powertools Metrics print their EMF blob only when flushed, normally at the end o
 an ingest invocation lasts ~14 minutes, so a dashboard and alarms would see a 14-minute sawtooth
 (ARCHITECTURE.md §6). ``CaptureMetrics`` is the capture's ``on_status`` callback (called about
 once a second from the capture loop, so no thread and no lock): it samples the lag every call
-and, every ``interval_s``, emits what changed since the previous emit and flushes:
+and, every ``interval_s``, emits what changed since the previous emit and flushes.
 
-- per symbol (dimensions ``service``, ``symbol``), one blob per symbol from an
-  ``EphemeralMetrics`` (Powertools' non-singleton provider, so these dimensions never leak into
-  the handler's own metrics): ``TradesReceived``, ``TradesWritten``, ``DuplicatesDropped``,
-  ``GapDetected``, ``MalformedRows``;
-- for the whole capture (dimension ``service``), through the handler's ``Metrics`` and its
-  ``flush_metrics()``: ``Reconnects``, ``ConnectFailures`` (connects that failed, the first of
-  a run included: the Lambda retries them until its deadline), ``DeadConnections``,
-  ``MalformedFrames``, ``SymbolsRejected`` (symbols given up after Phemex refused them in a
-  row), the Firehose sink's counters (``FirehoseRecordsSent``, ``FirehoseFailedRecords``,
-  ``FirehoseRetries``, ``FirehoseThrottles``, ``FirehoseNetworkErrors``) and ``Lag``: receipt
-  minus exchange time of the newest trade, in ms,
-  one value per second with new trades (EMF carries them as an array, so CloudWatch gets real
+A custom metric costs $0.30 a month, charged for the hours it is published in (README, "What
+it costs"), so only two kinds are published all the time, those the alarms and the dashboard need:
+
+- ``TradesWritten`` per symbol (dimensions ``service``, ``symbol``; one blob per symbol from an
+  ``EphemeralMetrics``, Powertools' non-singleton provider, so the ``symbol`` dimension never
+  leaks into the handler's own metrics), every interval even when zero;
+- ``Lag`` (dimension ``service``): receipt minus exchange time of the newest trade, in ms, one
+  value per second with new trades (EMF carries them as an array, so CloudWatch gets real
   average, maximum and percentiles).
 
-Counters are emitted every interval even when zero, so "no trades written for N minutes" is a
-zero an alarm can watch, not missing data.
+Everything else is a fault counter for the whole capture (dimension ``service``), published only
+in an interval in which it is not zero (:func:`count`): ``GapDetected`` (gaps declared),
+``MalformedRows``, ``Reconnects``, ``ConnectFailures`` (connects that failed, the first of a run
+included: the Lambda retries them until its deadline), ``DeadConnections``, ``MalformedFrames``,
+``SymbolsRejected`` (symbols given up after Phemex refused them in a row) and the Firehose sink's
+``FirehoseFailedRecords``, ``FirehoseRetries``, ``FirehoseThrottles``, ``FirehoseNetworkErrors``.
+Their alarms treat missing data as not breaching. Trades received and duplicates dropped are in
+the invocation's log line, not metrics: every step's snapshot overlaps, so they would be
+published every hour for nobody.
 """
 
 from __future__ import annotations
@@ -35,6 +38,15 @@ from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 from tradelake.feed import CaptureStats
 
 _NS_PER_MS = 1_000_000
+FREE_ELSEWHERE = frozenset({"FirehoseRecordsSent"})
+"""Sink counters not published: AWS/Firehose ``IncomingRecords`` counts the same records free."""
+
+
+def count(metrics: Metrics, name: str, value: int) -> None:
+    """Add a Count metric only when it is not zero: a metric not published in an hour costs
+    nothing, and an alarm on a rare fault treats the missing data as not breaching."""
+    if value:
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
 
 
 class CaptureMetrics:
@@ -79,33 +91,26 @@ class CaptureMetrics:
         per_symbol = self._per_symbol
         for symbol, s in sorted(stats.symbols.items()):
             per_symbol.add_dimension(name="symbol", value=symbol)
-            for name, value in (
-                ("TradesReceived", s.received),
-                ("TradesWritten", s.written),
-                ("DuplicatesDropped", s.duplicates),
-                ("GapDetected", s.gaps),
-                ("MalformedRows", s.bad_rows),
-            ):
-                per_symbol.add_metric(
-                    name=name, unit=MetricUnit.Count, value=self._delta(f"{symbol}/{name}", value)
-                )
+            written = self._delta(f"{symbol}/TradesWritten", s.written)
+            per_symbol.add_metric(name="TradesWritten", unit=MetricUnit.Count, value=written)
             per_symbol.flush_metrics()
-        totals = {
+        counters = self.counters() if self.counters is not None else {}
+        faults = {
+            "GapDetected": stats.gaps,
+            "MalformedRows": sum(s.bad_rows for s in stats.symbols.values()),
             "Reconnects": stats.reconnects,
             "ConnectFailures": stats.connect_failures,
             "DeadConnections": stats.dead_connections,
             "MalformedFrames": stats.malformed_frames,
             "SymbolsRejected": len(stats.rejected),
-            **(self.counters() if self.counters is not None else {}),
+            **{k: v for k, v in counters.items() if k not in FREE_ELSEWHERE},
         }
-        for name, value in totals.items():
-            self.metrics.add_metric(
-                name=name, unit=MetricUnit.Count, value=self._delta(name, value)
-            )
+        for name, value in faults.items():
+            count(self.metrics, name, self._delta(name, value))
         for lag in self._lag_ms:
             self.metrics.add_metric(name="Lag", unit=MetricUnit.Milliseconds, value=lag)
         self._lag_ms.clear()
-        if flush:
+        if flush and self.metrics.metric_set:  # nothing to publish: no blob, no warning
             self.metrics.flush_metrics()
 
     def _delta(self, name: str, value: int) -> int:

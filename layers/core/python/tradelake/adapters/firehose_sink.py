@@ -54,7 +54,7 @@ from botocore.exceptions import ConnectTimeoutError, EndpointConnectionError, HT
 from tradelake.adapters.aws_errors import error_code
 from tradelake.backoff import Backoff
 from tradelake.model import Trade
-from tradelake.pack import Record, batches, pack
+from tradelake.pack import MAX_TRADES_PER_RECORD, Record, batches, pack
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +104,14 @@ class _Pending:
 class FirehoseSink:
     """A ``TradeSink`` delivering to a Firehose stream; see the module docstring.
 
+    When to flush. Every flush is a PutRecordBatch and a cursor checkpoint (an S3 PUT), and
+    Firehose bills each record in 5 KB steps, so a flush should carry a full record (500
+    trades): it is due once that many are buffered and the oldest is ``min_age_s`` old (in a
+    burst, a flush every 5 s of up to ``max_trades``, not one per 500 trades), at ``max_trades``,
+    or when the oldest is ``max_age_s`` old. 120 s bounds what a crashed step loses from its
+    buffer (what the next snapshot, 200 trades on Phemex, does not reach back to is a DECLARED
+    gap, never a silent one) and keeps the trades well inside Firehose's own 300 s buffer;
+    at BTCUSD's ~5 trades/s a full record comes first (docs/BENCHMARKS.md, section 2).
     ``due(now_ns)`` compares ``now_ns`` (``time.monotonic_ns``) with the ``clock`` reading taken
     when the oldest buffered trade arrived.
     """
@@ -114,7 +122,8 @@ class FirehoseSink:
         stream_name: str,
         *,
         max_trades: int = 25_000,
-        max_age_s: float = 5.0,
+        max_age_s: float = 120.0,
+        min_age_s: float = 5.0,
         backoff: Backoff = DELIVERY_BACKOFF,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
@@ -125,6 +134,7 @@ class FirehoseSink:
         self.client, self.stream_name = client, stream_name
         self.max_trades = max_trades
         self.max_age_ns = round(max_age_s * 1e9)
+        self.min_age_ns = round(min(min_age_s, max_age_s) * 1e9)
         self.backoff = backoff
         self.sleep, self.rng, self.clock = sleep, rng or random.Random(), clock
         self.records_sent = 0
@@ -169,11 +179,12 @@ class FirehoseSink:
 
     def due(self, now_ns: int) -> bool:
         n = len(self._trades)
-        return n > 0 and (
-            bool(self._records)  # left over from a flush that could not deliver everything
-            or n >= self.max_trades
-            or now_ns - self._oldest_ns >= self.max_age_ns
-        )
+        if n == 0:
+            return False
+        if self._records or n >= self.max_trades:  # records: left over from a partial flush
+            return True
+        age = now_ns - self._oldest_ns
+        return age >= self.max_age_ns or (n >= MAX_TRADES_PER_RECORD and age >= self.min_age_ns)
 
     def flush(self) -> Sequence[Trade]:
         """Deliver what is buffered; return the acknowledged prefix (see the module docstring)."""

@@ -59,6 +59,9 @@ class Faults:
     """Which failures to inject. Intervals are wall seconds, means of exponential waits.
 
     - ``drop_every``: kill the TCP connection without a close frame (FIN or RST, at random);
+    - ``storm_every`` / ``storm_seconds``: a drop storm, for the whole server (an exchange's
+      gateway failing over): for ``storm_seconds`` every connection, old or new, is killed like
+      a drop at its first batch tick, so the capture reconnects again and again into a wall;
     - ``close_every``: clean close, close frame with code 1000;
     - ``stall_every`` / ``stall_seconds``: the server neither reads nor sends (not even pongs
       or websocket pongs) for ``stall_seconds``, then resumes where it left off, unless the
@@ -86,6 +89,8 @@ class Faults:
     """
 
     drop_every: float | None = None
+    storm_every: float | None = None
+    storm_seconds: float = 2.0
     close_every: float | None = None
     stall_every: float | None = None
     stall_seconds: float = 20.0
@@ -144,6 +149,10 @@ class SimulatorStats:
     rejected: int = 0
     """Error replies to bad requests (unknown symbol or method), not injected."""
     drops: int = 0
+    """Connections killed without a close frame, storm drops included."""
+    storms: int = 0
+    storm_drops: int = 0
+    """Drops by a storm (also in ``drops``)."""
     closes: int = 0
     stalls: int = 0
     malformed: int = 0
@@ -209,6 +218,9 @@ class Simulator:
         self.stats = SimulatorStats()
         self._sequence = itertools.count(1)
         self._calm = False
+        self._storm_rng = random.Random(f"{self.config.faults.seed}:storms")
+        self._next_storm = NEVER
+        self._storm_end = -NEVER
         self._t0: int | None = None
         self._port: int | None = None
         self._thread: threading.Thread | None = None
@@ -316,6 +328,9 @@ class Simulator:
         ) as server:
             self._port = int(next(iter(server.sockets)).getsockname()[1])
             self._t0 = time.monotonic_ns()
+            self._next_storm = self._loop.time() + self._wait(
+                self._storm_rng, self.config.faults.storm_every
+            )
             ready.set()
             await self._stop.wait()
 
@@ -357,8 +372,10 @@ class Simulator:
         faults_on = self._faults_on()
         if faults_on:
             faults, rng = self.config.faults, session.rng
-            if now >= session.drop_at:
+            storm = self._storming(now)
+            if storm or now >= session.drop_at:
                 self.stats.drops += 1
+                self.stats.storm_drops += int(storm)
                 _abort(session.ws, reset=rng.random() < 0.5)
                 return False
             if now >= session.close_at:
@@ -406,6 +423,16 @@ class Simulator:
                     session, book, self._snapshot_rows(book, snapshot_upto), SNAPSHOT
                 )
         return True
+
+    def _storming(self, now: float) -> bool:
+        """Whether a drop storm is on at loop time ``now``; starts the next one when due."""
+        if now >= self._next_storm:
+            self.stats.storms += 1
+            self._storm_end = now + self.config.faults.storm_seconds
+            self._next_storm = self._storm_end + self._wait(
+                self._storm_rng, self.config.faults.storm_every
+            )
+        return now < self._storm_end
 
     async def _stall(self, session: _Session, seconds: float) -> None:
         """Go silent: not reading means no replies, no pongs and no reaction to a close."""
