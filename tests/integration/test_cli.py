@@ -149,6 +149,23 @@ def test_query_runs_sql_over_the_lake(capsys: pytest.CaptureFixture[str], tmp_pa
     assert "nope" in capsys.readouterr().err
 
 
+def test_a_reader_that_stops_reading_is_no_traceback(tmp_path: Path) -> None:
+    """`tradelake query ... | head -1`: the pipe closes under the output, as it does for `head`."""
+    command = "import sys; from tradelake.cli import main; sys.exit(main(sys.argv[1:]))"
+    sql = "SELECT range AS n FROM range(200000)"
+    argv = ["query", "--lake", str(tmp_path), "--format", "csv", sql]
+    with subprocess.Popen(
+        [sys.executable, "-c", command, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    ) as proc:
+        assert proc.stdout is not None
+        assert proc.stderr is not None
+        assert proc.stdout.readline() == b"n\n"
+        proc.stdout.close()
+        err = proc.stderr.read().decode()
+    assert proc.returncode == 141, err
+    assert "Traceback" not in err
+
+
 def test_live_capture_refuses_trades_far_from_the_clock_unless_replaying(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

@@ -8,7 +8,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tradelake.markets import Instrument, Market, instrument, instruments_from_products, market_of
+from tradelake.markets import (
+    Instrument,
+    Market,
+    UnknownSymbolError,
+    instrument,
+    instruments_from_products,
+    market_of,
+)
 from tradelake.model import EARLIEST_NS, FIXED_ONE, LATEST_NS, Fill, format_fixed, parse_fixed
 from tradelake.normalise import fills
 
@@ -76,12 +83,18 @@ def test_market_types_and_scales_come_from_the_products_list() -> None:
         ("sBTCUSD", Market.SPOT),
         ("BTCUSDT", Market.PERPETUAL),
         ("1INCHUSDT", Market.PERPETUAL),
-        ("sandUSDT", Market.PERPETUAL),  # lower case after the s: not the spot prefix
         ("BTCUSD", Market.INVERSE),
     ],
 )
 def test_without_the_products_list_the_shape_decides(symbol: str, market: Market) -> None:
     assert market_of(symbol) is market
+
+
+@pytest.mark.parametrize("symbol", ["btcusd", "sandUSDT", "BTCUSD\n", "B", "BT$USD", "sS", "é1"])
+def test_a_symbol_of_another_shape_is_refused(symbol: str) -> None:
+    """The one shape the capture writes and the catalog registers (markets.SYMBOL_PATTERN)."""
+    with pytest.raises(UnknownSymbolError, match="not a Phemex symbol"):
+        market_of(symbol)
 
 
 T0 = 1_795_737_600_000_000_000  # 2026-11-27T00:00Z

@@ -67,7 +67,7 @@ _SQL_TABLES = {
 
 
 def _symbol(value: object) -> str:
-    if not (isinstance(value, str) and SYMBOL_PATTERN.match(value)):
+    if not (isinstance(value, str) and SYMBOL_PATTERN.fullmatch(value)):
         raise ValueError(f"{value!r} is not a Phemex symbol")
     return f"'{value}'"
 

@@ -33,6 +33,7 @@ from datetime import date
 from typing import Any, NamedTuple, Protocol, TypeVar
 from urllib.parse import unquote_plus
 
+from tradelake.markets import SYMBOL_PATTERN
 from tradelake.partitions import TRADES_PREFIX
 from tradelake.schema import PARTITION_KEYS
 
@@ -44,10 +45,6 @@ _PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
 _NAME_SEGMENT = re.compile(r"[a-z][a-z0-9_]{0,99}")
 """A prefix segment that becomes part of a table name: Glue table names are lower case."""
 
-PARTITION_SYMBOL = re.compile(r"[a-z]?[A-Z0-9]{2,31}")
-"""A symbol level's value: Phemex's symbols are upper case after at most one lower-case market
-letter (``BTCUSD``, ``sBTCUSDT``), a subset of ``markets.SYMBOL_PATTERN``. ``btcusd`` or ``..``
-in a key was not written by the pipeline, and registering it would show a symbol that is not."""
 
 S3_KEY_BYTES = 1024
 """The longest S3 key (UTF-8): a notification with a longer one did not come from S3."""
@@ -55,7 +52,9 @@ SHOWN_KEY_CHARS = 300
 """A skipped key is reported cut to this many characters, so that one key cannot flood a log."""
 
 _VALUE_PATTERNS: Mapping[str, re.Pattern[str]] = {
-    "symbol": PARTITION_SYMBOL,
+    # Phemex's shape: ``btcusd`` or ``..`` in a key was not written by the pipeline, and
+    # registering it would show a symbol that is not.
+    "symbol": SYMBOL_PATTERN,
     "year": re.compile(r"[0-9]{4}"),
     "month": re.compile(r"0[1-9]|1[0-2]"),
     "day": re.compile(r"0[1-9]|[12][0-9]|3[01]"),

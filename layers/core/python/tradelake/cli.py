@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import errno
 import logging
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -163,12 +164,26 @@ def parser() -> Parser:
     return p
 
 
+SIGPIPE_EXIT = 141
+"""What a shell reports for a program killed by SIGPIPE (128 + 13), as ``head`` leaves it."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(
         level=logging.WARNING if getattr(args, "verbose", False) else logging.ERROR,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    try:
+        return _run(args)
+    except BrokenPipeError:
+        # The reader stopped reading (`tradelake query ... | head`): no error of ours, and no
+        # traceback. stdout goes to /dev/null so that the flush at exit does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return SIGPIPE_EXIT
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.command == "capture":
         return capture_command(args)
     if args.command == "simulate":

@@ -23,7 +23,11 @@ from typing import Any
 
 from tradelake.model import FIXED_SCALE
 
-SYMBOL_PATTERN = re.compile(r"^[A-Za-z0-9]{2,32}$")
+SYMBOL_PATTERN = re.compile(r"[a-z]?[A-Z0-9]{2,31}")
+"""Phemex's symbol shape, matched whole (``fullmatch``): upper case and digits after at most one
+lower-case market letter (``BTCUSD``, ``sBTCUSDT``, ``s1INCHUSDT``). The capture, the SQL
+renderer and the partition catalog all take this one shape, so that the catalog never skips a
+partition the capture wrote."""
 
 
 class Market(StrEnum):
@@ -50,10 +54,10 @@ def market_of(symbol: str) -> Market:
     ``s`` followed by an uppercase letter or a digit is spot (``sBTCUSDT``, ``s1INCHUSDT``);
     otherwise ``…USDT`` is a USDT perpetual and anything else an inverse contract.
     """
-    if not SYMBOL_PATTERN.match(symbol):
+    if not SYMBOL_PATTERN.fullmatch(symbol):
         raise UnknownSymbolError(
-            f"{symbol!r} is not a Phemex symbol: letters and digits, "
-            "e.g. BTCUSD, BTCUSDT or sBTCUSDT"
+            f"{symbol!r} is not a Phemex symbol: upper-case letters and digits after at most "
+            "one lower-case market letter, e.g. BTCUSD, BTCUSDT or sBTCUSDT"
         )
     if symbol[0] == "s" and (symbol[1].isupper() or symbol[1].isdigit()):
         return Market.SPOT
@@ -131,7 +135,11 @@ def instruments_from_products(response: Mapping[str, Any]) -> dict[str, Instrume
             if not isinstance(product, Mapping):
                 continue
             symbol, market = product.get("symbol"), _PRODUCT_TYPES.get(str(product.get("type")))
-            if not isinstance(symbol, str) or market is None or not SYMBOL_PATTERN.match(symbol):
+            if (
+                not isinstance(symbol, str)
+                or market is None
+                or not SYMBOL_PATTERN.fullmatch(symbol)
+            ):
                 continue
             if market is Market.PERPETUAL:
                 found[symbol] = Instrument(symbol, market, None, None)
