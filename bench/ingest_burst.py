@@ -8,8 +8,8 @@ Three processes, so that each one's usage is its own:
   of about ``TRADES_PER_FRAME`` trades;
 - ``handler``: one invocation of the REAL ``functions/ingest/handler.py``, cold start included,
   with its real ``FirehoseSink`` around a client that records every PutRecordBatch, and in-memory
-  S3 and SSM (moto would put its own hundreds of MiB into the peak). The tracer is off (there is
-  no X-Ray daemon), but ``aws_xray_sdk`` is imported so that its memory counts;
+  S3 and SSM (moto would put its own hundreds of MiB into the peak). The handler has no X-Ray
+  SDK tracer (Lambda's active tracing needs none in the process), so none is imported here;
 - the parent (``run``): starts both, reads the handler's ``ru_maxrss`` and CPU time with
   ``wait4``, and the CPU time the handler spent inside the calm and the burst windows from the
   samples it took of its own ``getrusage``, with the frames it had received by then.
@@ -171,8 +171,6 @@ def handler(args: argparse.Namespace) -> None:
                 samples[f"{name}_{edge}"] = (cpu_s(), frames[0])
 
     threading.Thread(target=sample, daemon=True).start()
-    import aws_xray_sdk.core  # noqa: F401  (in Lambda the tracer loads it)
-
     spec = importlib.util.spec_from_file_location(
         "ingest_handler", ROOT / "functions" / "ingest" / "handler.py"
     )

@@ -26,7 +26,7 @@ from functools import cache
 from typing import Any
 
 import boto3
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
@@ -45,7 +45,10 @@ from tradelake.supervise import parse_switch
 SERVICE = "ingest"
 logger = Logger(service=SERVICE)
 metrics = Metrics(service=SERVICE)
-tracer = Tracer(service=SERVICE)
+# No Powertools Tracer here, unlike the other functions: its X-Ray SDK is ~21 MiB of the
+# function's peak memory (docs/BENCHMARKS.md, section 6), which sets the size of the one function
+# that runs all month, and in a 14-minute step it would trace every PutRecordBatch and checkpoint.
+# Lambda's active tracing (the template) still traces each invocation, at no memory cost here.
 
 config = IngestConfig.from_env()
 SHARDS = shards(config.symbols, config.symbols_per_shard)
@@ -73,7 +76,6 @@ def switched_on(ssm: Any) -> bool:
 
 
 @logger.inject_lambda_context
-@tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(
     event: dict[str, Any] | None,

@@ -87,10 +87,10 @@ def test_function_runs_python312_on_arm64_with_both_layers(template, name):
 
 
 def test_function_sizes_and_timeouts(template):
-    # 256 MB: the measured peak and burst CPU with a margin (docs/BENCHMARKS.md, section 6).
+    # 192 MB: the measured peak and burst CPU with a margin (docs/BENCHMARKS.md, section 6).
     assert (template.function("ingest")["Timeout"], template.function("ingest")["MemorySize"]) == (
         900,
-        256,
+        192,
     )
     assert template.function("partitions")["Timeout"] == 60
     assert template.function("supervisor")["Timeout"] == 60

@@ -21,7 +21,7 @@ each expression's type, so the two operators that mean something else in DuckDB 
   Trino's result scale, which tells the function its scale (checked when it runs).
 
 This module runs in Lambda: it imports neither duckdb nor pyarrow, and sqlglot (a local extra)
-only inside ``duckdb_sql``.
+only inside ``duckdb_sql`` and ``duckdb_rollup_sql``.
 """
 
 from __future__ import annotations
@@ -159,6 +159,53 @@ def _translated(marked: str) -> str:
     if lost:
         raise ValueError(f"translating lost the parameters {', '.join(lost)}: {marked[:200]}")
     return sql
+
+
+_HOUR_KEYS = ("year", "month", "day", "hour")
+"""The partition predicate's parameters besides the symbol: what ``duckdb_rollup_sql`` relaxes."""
+
+
+def duckdb_rollup_sql(name: str, symbol: str, source: str) -> str:
+    """Rollup ``name`` of ``symbol`` for DuckDB over every hour partition in table ``source``.
+
+    ``duckdb_sql`` of the rollup with its hour predicate (``year = … AND … hour = …``) taken out
+    by sqlglot and ``trades`` read from ``source``, a table that holds the ``trades`` rows of a
+    batch of hour partitions: ``tradelake rollup`` runs each rollup once per batch, not once per
+    hour. A bar never straddles hours and a trade's hour partition is its event hour, so the
+    bars of each hour are those the per-hour query gives; nothing else of the SQL changes.
+    """
+    if name not in ROLLUPS:
+        raise ValueError(f"no rollup {name!r}: one of {', '.join(ROLLUPS)}")
+    if not re.fullmatch("[a-z_]+", source):
+        raise ValueError(f"{source!r} is not a table name")
+    return _relaxed(name, source).replace(_marker("symbol"), _symbol(symbol))
+
+
+@cache
+def _relaxed(name: str, source: str) -> str:
+    """Rollup ``name`` for DuckDB without its hour predicate, the symbol a marker (``_marker``).
+
+    The predicate goes before translating, so the optimiser simplifies what is left as it does
+    for one hour; the table is renamed after, in the optimiser's qualified output.
+    """
+    import sqlglot
+    from sqlglot import exp
+
+    marked = _text(name).format_map({key: _marker(key) for key in parameters(name)})
+    tree = sqlglot.parse_one(marked, read="trino")
+    relaxed = []
+    for condition in list(tree.find_all(exp.EQ)):
+        key = condition.left.name if isinstance(condition.left, exp.Column) else ""
+        if key in _HOUR_KEYS and condition.right.sql("trino") == _marker(key):
+            condition.replace(exp.true())
+            relaxed.append(key)
+    if sorted(relaxed) != sorted(_HOUR_KEYS):
+        raise ValueError(f"{name} does not filter {', '.join(_HOUR_KEYS)} once each: {relaxed}")
+    translated = sqlglot.parse_one(_translated(tree.sql("trino")), read="duckdb")
+    for table in translated.find_all(exp.Table):
+        if table.name == "trades":
+            table.set("this", exp.to_identifier(source, quoted=True))
+    return translated.sql("duckdb")
 
 
 def _translate(trino: str) -> str:

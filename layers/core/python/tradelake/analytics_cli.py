@@ -121,7 +121,7 @@ def rollup(args: argparse.Namespace) -> int:
     started = time.monotonic()
     try:
         files = rollup_lake(args.lake, args.start, args.end)
-    except duckdb.Error as exc:
+    except (duckdb.Error, ValueError) as exc:  # ValueError: a trade outside its hour's partition
         print(f"tradelake rollup: {str(exc).splitlines()[0]}", file=sys.stderr)
         return 1
     hours = len(files) // len(ROLLUPS)

@@ -224,9 +224,9 @@ class Capture:
         try:
             for request in feed.connect(now):
                 conn.send(request)
-            while True:
+            while True:  # a turn a frame: one clock reading, one feed.due (docs/BENCHMARKS.md §6)
                 now = self.clock()
-                if self._over(deadline, stop):
+                if stop.is_set() or (deadline is not None and now >= deadline):
                     break
                 if feed.stats.rejected and not feed.symbols:  # cheap first: every turn
                     rejected = sorted(feed.stats.rejected.items())
@@ -234,9 +234,11 @@ class Capture:
                 if now >= next_ping:
                     conn.send(feed.ping())
                     next_ping = now + cfg.ping_interval_s
-                if now >= feed.due():
+                due = feed.due()
+                if now >= due:
                     self._take(conn, feed.tick(now, self.wall_ns()))
-                wait = min(next_ping, last_rx + cfg.dead_after_s, now + cfg.poll_s, feed.due())
+                    due = feed.due()
+                wait = min(next_ping, last_rx + cfg.dead_after_s, now + cfg.poll_s, due)
                 if deadline is not None:
                     wait = min(wait, deadline)
                 frame = conn.recv(max(wait - now, MIN_WAIT_S))

@@ -81,7 +81,7 @@ def _struct(columns: tuple[Column, ...]) -> str:
     )
 
 
-def connect(lake: Path) -> duckdb.DuckDBPyConnection:
+def connect(lake: Path, *, bind: bool = True) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB over ``lake``: ``trades``, ``trades_stored``, ``gaps``, and rollups.
 
     ``trades`` is ``sql/trades_view.sql``, the view Athena has, translated by
@@ -100,13 +100,16 @@ def connect(lake: Path) -> duckdb.DuckDBPyConnection:
     view over a lake with no files yet is an empty stand-in (DuckDB fails on a glob that matches
     nothing): connect again, which is cheap, after the first files are written. Sessions run in
     UTC, the time zone of the partitions, and have ``analytics.DECIMAL_DIVIDE``.
+
+    ``bind=False`` leaves ``trades_stored`` the empty stand-in, for a caller that binds its own
+    partitions (``bind_trades``): binding ``trades/`` lists every file of the lake (~0.2 s).
     """
     lake = lake.absolute()
     con = duckdb.connect(":memory:")
     con.execute("SET TimeZone = 'UTC'")
     con.create_function(DECIMAL_DIVIDE, divide_decimals, [VARCHAR, VARCHAR, INTEGER], VARCHAR)
     trades = lake / TRADES_PREFIX
-    if any(trades.glob("**/*.parquet")):
+    if bind and any(trades.glob("**/*.parquet")):
         bind_trades(con, trades)
     else:
         con.execute(f"CREATE VIEW trades_stored AS {_empty(TRADE_COLUMNS + PARTITION_KEYS)}")
@@ -135,17 +138,17 @@ def connect(lake: Path) -> duckdb.DuckDBPyConnection:
     return con
 
 
-def bind_trades(con: duckdb.DuckDBPyConnection, directory: Path) -> None:
-    """(Re)define ``trades_stored``, and so ``trades``, over the Parquet files under ``directory``.
+def bind_trades(con: duckdb.DuckDBPyConnection, *directories: Path) -> None:
+    """(Re)define ``trades_stored``, and so ``trades``, over the Parquet files of ``directories``.
 
-    ``connect`` binds the lake's ``trades/``; ``tradelake rollup`` binds one hour partition at a
-    time (``directory`` must have a file), because DuckDB lists every file of the glob on each
-    query: over a lake of thousands of files that alone was ~0.2 s a query, however well the
-    partition filter then prunes them. Hive partitioning reads the keys from the whole path.
+    ``connect`` binds the lake's ``trades/``; ``tradelake rollup`` binds the hour partitions of
+    one batch (each directory must have a file), because DuckDB lists every file of the globs on
+    each query: over a lake of thousands of files that alone was ~0.2 s a query, however well
+    the partition filter then prunes them. Hive partitioning reads the keys from the whole path.
     """
+    globs = ", ".join(_literal(str(directory / "**" / "*.parquet")) for directory in directories)
     source = (
-        f"read_parquet({_literal(str(directory / '**' / '*.parquet'))}, hive_partitioning = true,"
-        f" hive_types = {_struct(PARTITION_KEYS)})"
+        f"read_parquet([{globs}], hive_partitioning = true, hive_types = {_struct(PARTITION_KEYS)})"
     )
     con.execute(
         f"CREATE OR REPLACE VIEW trades_stored AS"
