@@ -45,10 +45,11 @@ bench: $(STAMP) package  ## measure everything of issue 10, write docs/BENCHMARK
 	bench/cryptofeed-venv.sh
 	$(BIN)/python bench/run.py
 
-lint: $(STAMP)  ## ruff check, ruff format --check, mypy
+lint: $(STAMP)  ## ruff check, ruff format --check, mypy (the package, then bench/)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/mypy bench
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .

@@ -37,7 +37,7 @@ def main() -> None:
     def read(*_args: Any, **_kwargs: Any) -> Any:
         return payload
 
-    Phemex.http_sync.read = read  # type: ignore[method-assign]
+    Phemex.http_sync.read = read
     # cryptofeed logs a warning per frame it does not handle (trades_p, replies): its cost stays
     # (the level check), the output does not.
     logging.getLogger("feedhandler").setLevel(logging.ERROR)
