@@ -58,6 +58,23 @@ def dec(unscaled: int, scale: int = FIXED_SCALE) -> Decimal:
     return Decimal(unscaled).scaleb(-scale, EXACT)
 
 
+EVERY_ROW = "SELECT * FROM trades ORDER BY symbol, trade_key"
+
+
+def read(lake: Path, query: str = EVERY_ROW) -> list[tuple[object, ...]]:
+    """The rows of ``query`` over the real DuckDB lake at ``lake`` (default: every trade once)."""
+    from tradelake.adapters.duckdb_lake import connect
+
+    return connect(lake).sql(query).fetchall()
+
+
+def stored(lake: Path) -> int:
+    """Rows stored in ``lake``, copies included (``trades_stored``)."""
+    [(n,)] = read(lake, "SELECT count(*) FROM trades_stored")
+    assert isinstance(n, int)
+    return n
+
+
 def read_once(stored: Iterable[Trade]) -> list[Trade]:
     """One trade per ``trade_key``: the copy received first (recv_ns, then seq, then source)."""
     first: dict[str, Trade] = {}

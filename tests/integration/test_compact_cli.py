@@ -14,8 +14,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from analytics_reference import HOUR_14, HOUR_16, build_lake, read_once, write
-from tradelake.adapters.duckdb_lake import connect
+from analytics_reference import HOUR_14, HOUR_16, build_lake, read, read_once, stored, write
 from tradelake.adapters.parquet_compaction import LEFTOVER_AGE_S, compact_lake
 from tradelake.adapters.parquet_sink import TRADE_SCHEMA, ParquetSink, trade_table
 from tradelake.cli import main
@@ -25,17 +24,6 @@ from tradelake.partitions import partition_prefix
 pytestmark = pytest.mark.integration
 
 LATER = HOUR_16 + 10**18
-EVERY_ROW = "SELECT * FROM trades ORDER BY symbol, trade_key"
-
-
-def read(lake: Path, query: str = EVERY_ROW) -> list[tuple[object, ...]]:
-    return connect(lake).sql(query).fetchall()
-
-
-def stored(lake: Path) -> int:
-    [(n,)] = read(lake, "SELECT count(*) FROM trades_stored")
-    assert isinstance(n, int)
-    return n
 
 
 def parquet_files(lake: Path) -> dict[Path, bytes]:

@@ -11,9 +11,18 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from analytics_reference import HOUR_13, HOUR_14, HOUR_15, HOUR_16, build_lake, read_once, write
+from analytics_reference import (
+    HOUR_13,
+    HOUR_14,
+    HOUR_15,
+    HOUR_16,
+    build_lake,
+    read,
+    read_once,
+    stored,
+    write,
+)
 from tradelake.adapters import parquet_compaction
-from tradelake.adapters.duckdb_lake import connect
 from tradelake.adapters.parquet_compaction import (
     DEFAULT_GRACE_S,
     LEFTOVER_AGE_S,
@@ -27,7 +36,6 @@ from tradelake.partitions import partition_prefix
 
 LATER = HOUR_16 + 10**18  # long after every hour of the test lakes
 GRACE_NS = DEFAULT_GRACE_S * 10**9
-EVERY_ROW = "SELECT * FROM trades ORDER BY symbol, trade_key"
 
 
 def t(ts_ns: int, recv_ns: int, *, seq: int = 1, source: str = INCREMENTAL) -> Trade:
@@ -42,16 +50,6 @@ def parquet_files(lake: Path) -> dict[Path, bytes]:
 
 def hidden(lake: Path) -> list[Path]:
     return [p for p in lake.rglob(".*") if p.is_file()]
-
-
-def read(lake: Path, query: str = EVERY_ROW) -> list[tuple[object, ...]]:
-    return connect(lake).sql(query).fetchall()
-
-
-def stored(lake: Path) -> int:
-    [(n,)] = read(lake, "SELECT count(*) FROM trades_stored")
-    assert isinstance(n, int)
-    return n
 
 
 def test_the_trades_view_reads_the_same_rows_and_each_partition_is_one_file(

@@ -40,16 +40,13 @@ _EXPLAINED = re.compile(r"\s*EXPLAIN\s+(?:ANALY[SZ]E\s+|\([^)]*\)\s*)?(.*)", re.
 
 
 def time_arg(text: str) -> datetime:
-    """An ISO 8601 time, UTC unless it says otherwise, in whole milliseconds (as ``ts``)."""
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not an ISO time, e.g. 2026-11-27T14:00 (UTC) or 2026-11-27T15:00+01:00"
-        ) from None
+    """``backfill.time_arg`` (ISO, UTC unless it says otherwise), in whole milliseconds (``ts``)."""
+    from tradelake.backfill import time_arg as iso_time
+
+    value = iso_time(text)
     if value.microsecond % 1000:
         raise argparse.ArgumentTypeError(f"{text!r} is finer than the lake's milliseconds")
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return value
 
 
 def symbol_arg(text: str) -> str:

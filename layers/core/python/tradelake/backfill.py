@@ -37,7 +37,8 @@ def time_arg(text: str) -> datetime:
         value = datetime.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"{text!r} is not an ISO date or time, e.g. 2026-11-27 or 2026-11-27T14:00Z"
+            f"{text!r} is not an ISO time, e.g. 2026-11-27, 2026-11-27T14:00 (UTC) or "
+            "2026-11-27T15:00+01:00"
         ) from None
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
