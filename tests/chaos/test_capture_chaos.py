@@ -115,7 +115,10 @@ def test_every_simulator_fault_and_a_slow_consumer_lose_nothing_outside_gaps(
     checks = check_lake(tape, tmp_path)
     for c in checks:
         assert c.complete, c
-        assert c.expected > 4000 * hours, c  # the capture really spans the market
+        # the capture really spans the market: a lake counts from its first trade of a symbol,
+        # and with a 10 s market hour, drops and 25 % refusals the first one can come 4-6 s in
+        # (a CI run saw 2,156 of ~5,400), so "a good part of it", not "most of it"
+        assert c.expected > 1500 * hours, c
     stored = connect(tmp_path).sql("SELECT count(*) FROM trades_stored").fetchall()
     assert stored == [(stats.written,)] == [(sum(c.in_lake for c in checks),)], "no copy stored"
 
