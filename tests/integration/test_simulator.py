@@ -376,7 +376,9 @@ def test_stall_goes_silent_then_resumes_without_a_hole() -> None:
         assert sim.stats.stalls >= 1
         silences = [b - a for a, b in zip(feed.arrivals, feed.arrivals[1:], strict=False)]
         assert max(silences) >= 0.9, "nothing at all, not even pongs, during a stall"
-        assert feed.arrivals[-1] - feed.arrivals[0] > 2.0, "and then it resumed by itself"
+        # frames came after the first stall (a later stall may still be on when the loop ends)
+        first_stall = next(i for i, gap in enumerate(silences) if gap >= 0.9)
+        assert len(feed.arrivals) > first_stall + 2, "and then it resumed by itself"
         sim.calm()
         feed.pump(0.5)  # the pongs of a stall arrive late, trades continue without a hole
         assert all(feed.replies[i].result == "pong" for i in pings)
