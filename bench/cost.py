@@ -4,7 +4,8 @@ Three kinds of input, kept apart:
 
 - the stack's ACTUAL settings, read from the packaged template (``make package`` writes
   ``.serverless/cloudformation-template-update-stack.json``): memory sizes, timeouts, schedules,
-  the state machine's loop, Firehose buffering and options, log retention, alarms, dashboards;
+  the state machine's loop, Firehose buffering and options, log retention, alarms, dashboards,
+  EventBridge rules;
 - MEASURED counts from ``make bench``: Firehose records and billed bytes per trade and flushes
   per trade (``firehose_packing``), Parquet bytes per trade (``rollup_10m``), the ingest
   handler's log bytes per second (``ingest_burst``);
@@ -37,10 +38,23 @@ SYMBOLS = 1
 """The goal is BTCUSD alone (the template's default parameter lists three): the per-symbol
 alarms of the template are counted once per symbol here."""
 
-CUSTOM_METRICS = SYMBOLS + 1
-"""CloudWatch custom metrics published in a month without faults: ``TradesWritten`` per symbol
-and ``Lag``; every other custom metric is a fault counter published only in a minute in which it
-is not zero (adapters/emf_metrics.py; tests/infra/test_monitoring.py asserts N + 1)."""
+CUSTOM_METRICS = SYMBOLS
+"""CloudWatch custom metrics published in a month without faults: ``TradesWritten`` per symbol;
+every other custom metric is a fault counter published only in a minute in which it is not zero
+(adapters/emf_metrics.py; tests/infra/test_monitoring.py asserts N). The lag is in the ingest
+function's status line, charted by a Logs Insights query (``DASHBOARD_VIEWS_PER_MONTH``)."""
+
+NOTIFICATIONS_PER_MONTH = 60
+"""Messages to the alarm topic (each one e-mail): alarm state changes, the supervisor's messages
+about ingest executions that ended badly (one per shard and hour at most), failed rollup runs.
+Assumed: two a day, more than a month without faults sends; SNS bills them per 100,000, so even
+a bad month stays under a cent."""
+
+DASHBOARD_VIEWS_PER_MONTH = 100
+"""Times the dashboard is opened (or refreshed) in a month, each running its Logs Insights query
+(the lag chart) over ``DASHBOARD_WINDOW_H`` of the ingest log group. Assumed: three a day."""
+DASHBOARD_WINDOW_H = 3
+"""The time range a dashboard opens with (CloudWatch's default: the last 3 hours)."""
 
 PRICES_AS_OF = "2026-11-29"
 PRICES: Mapping[str, float] = {
@@ -62,10 +76,12 @@ PRICES: Mapping[str, float] = {
     "cw_metric_month": 0.30,  # custom metric, first 10,000
     "cw_logs_ingest_gb": 0.57,
     "cw_logs_storage_gb_month": 0.03,
+    "cw_logs_insights_gb": 0.005,  # Logs Insights, per GB scanned
     "cw_alarm_metric_month": 0.10,  # standard resolution, per metric an alarm evaluates
     "cw_alarm_high_res_metric_month": 0.30,
     "cw_dashboard_month": 3.00,
     "xray_trace": 5.00 / 1e6,
+    "sns_email": 2.00 / 100_000,  # e-mail deliveries; the publish requests ($0.50/M) are free
 }
 FREE: Mapping[str, float] = {
     # The always-free tiers (every month, every account; NOT the 12-month trial tiers).
@@ -78,6 +94,7 @@ FREE: Mapping[str, float] = {
     "cw_dashboard_month": 3,
     "cw_logs_ingest_gb": 5,
     "xray_trace": 100_000,
+    "sns_email": 1_000,
 }
 
 # ---- assumptions for what the bench cannot measure ------------------------------------------
@@ -102,6 +119,10 @@ JQ_SECONDS_PER_RECORD = 100e-6
 """JQ time per deaggregated trade (Firehose reports JQ processing hours; 0.1 ms assumed)."""
 LOG_BYTES_PER_RUN = 1500
 """Log bytes per invocation of the small functions (START/END/REPORT lines, a JSON line)."""
+STATUS_LINE_BYTES = 450
+"""The ingest function's status line (the lag; adapters/emf_metrics.py), one every
+METRICS_INTERVAL_S (template): 427 bytes as its logger writes it, plus CloudWatch's 26 bytes of
+overhead per event. Not in the bench's measured bytes a second, whose run is shorter."""
 STEP_FUNCTIONS_LOG_BYTES = 0
 """The workflow logs at level ERROR only: nothing in a good month."""
 
@@ -163,6 +184,11 @@ class StackSettings:
     alarm_metrics: int
     high_res_alarm_metrics: int
     dashboards: int
+    schedules: int
+    """EventBridge rules with a schedule: free."""
+    aws_event_rules: int
+    """EventBridge rules on the default bus matching AWS service events (``source: aws.*``):
+    free, as those events are; only custom events published to a bus are billed."""
 
 
 def _function_name(logical_id: str) -> str:
@@ -250,6 +276,12 @@ def read_template(path: Path) -> StackSettings:
                 alarm_metrics += n
     if symbols:
         alarm_metrics += per_symbol // len(symbols) * SYMBOLS
+    rules = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::Events::Rule"]
+    event_rules = [p for p in rules if "EventPattern" in p]
+    for p in event_rules:
+        sources = [str(source) for source in p["EventPattern"].get("source", [])]
+        if "EventBusName" in p or not sources or not all(s.startswith("aws.") for s in sources):
+            raise ValueError(f"rule {p.get('Name')}: custom events or another bus are billed")
     return StackSettings(
         functions=functions,
         runs_per_month=runs,
@@ -266,6 +298,8 @@ def read_template(path: Path) -> StackSettings:
         alarm_metrics=alarm_metrics,
         high_res_alarm_metrics=high_res,
         dashboards=sum(1 for r in resources.values() if r["Type"] == "AWS::CloudWatch::Dashboard"),
+        schedules=sum(1 for p in rules if "ScheduleExpression" in p),
+        aws_event_rules=len(event_rules),
     )
 
 
@@ -318,11 +352,16 @@ def model(
         "partitions": partition_runs,
         "rollup": rollup_runs,
     }
+    status_interval_s = float(ingest.env.get("METRICS_INTERVAL_S", 60))
+    ingest_log_bytes_per_s = m.ingest_log_bytes_per_s + STATUS_LINE_BYTES / status_interval_s
     log_gb = (
-        m.ingest_log_bytes_per_s * SECONDS_PER_MONTH
+        ingest_log_bytes_per_s * SECONDS_PER_MONTH
         + LOG_BYTES_PER_RUN * (supervisor_runs + partition_runs + rollup_runs)
         + STEP_FUNCTIONS_LOG_BYTES
     ) / GB
+    insights_gb = (
+        DASHBOARD_VIEWS_PER_MONTH * ingest_log_bytes_per_s * DASHBOARD_WINDOW_H * 3600 / GB
+    )
     retention_months = max(stack.log_retention_days, default=0) / 30
     mem = {name: fn.memory_mb for name, fn in f.items()}
     if ingest_mb is not None:
@@ -497,8 +536,8 @@ def model(
             log_gb,
             "GB",
             "cw_logs_ingest_gb",
-            f"measured ingest: {m.ingest_log_bytes_per_s:.1f} B/s; others "
-            f"{LOG_BYTES_PER_RUN} B a run",
+            f"measured ingest: {m.ingest_log_bytes_per_s:.1f} B/s + a status line every "
+            f"{status_interval_s:g} s; others {LOG_BYTES_PER_RUN} B a run",
         ),
         Line(
             "CloudWatch",
@@ -507,6 +546,15 @@ def model(
             "GB-month",
             "cw_logs_storage_gb_month",
             "template: retention (uncompressed size, an upper bound)",
+        ),
+        Line(
+            "CloudWatch",
+            "Logs Insights: the dashboard's lag chart",
+            insights_gb,
+            "GB scanned",
+            "cw_logs_insights_gb",
+            f"input: {DASHBOARD_VIEWS_PER_MONTH} views a month × {DASHBOARD_WINDOW_H} h of the "
+            "ingest log group",
         ),
         Line(
             "CloudWatch",
@@ -525,12 +573,28 @@ def model(
             "template: every AWS::CloudWatch::Dashboard",
         ),
         Line(
+            "EventBridge",
+            f"rules: {stack.schedules} schedules, {stack.aws_event_rules} on AWS service events",
+            stack.schedules + stack.aws_event_rules,
+            "rules",
+            None,
+            "template: schedules and AWS service events on the default bus are free",
+        ),
+        Line(
+            "SNS",
+            "alarm topic e-mails (alarms, ingest executions ended badly, failed rollups)",
+            NOTIFICATIONS_PER_MONTH,
+            "e-mails",
+            "sns_email",
+            "input: NOTIFICATIONS_PER_MONTH at the top of bench/cost.py",
+        ),
+        Line(
             "X-Ray",
-            "traces (tracing Active on the functions)",
+            f"traces (tracing Active on {', '.join(n for n in runs if f[n].traced) or 'none'})",
             sum(runs[n] for n in runs if f[n].traced),
             "traces",
             "xray_trace",
-            "template: one trace per invocation",
+            "template: one trace per invocation (a few a minute: all sampled)",
         ),
     ]
     if stack.high_res_alarm_metrics:
@@ -547,8 +611,7 @@ def model(
     lines.append(
         Line(
             "other",
-            "SQS, SNS, SSM standard parameter, EventBridge schedules and AWS events, KMS "
-            "(AWS-owned keys)",
+            "SQS, SSM standard parameter, KMS (AWS-owned keys), Lambda destinations",
             0,
             "",
             None,

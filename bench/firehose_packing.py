@@ -160,8 +160,10 @@ def run() -> dict[str, Any]:
     workloads = [measure(f"steady {r:g}/s", r, STEADY_SECONDS) for r in STEADY_RATES]
     workloads.append(measure(f"burst {BURST_RATE:g}/s", BURST_RATE, BURST_SECONDS))
     sweep = [measure("steady 5/s", 5.0, STEADY_SECONDS, age) for age in (5, 30, 60, 120, 300)]
+    defaults = FirehoseSink(RecordingFirehose(), "x")
     return {
         "billing_unit": BILLING_UNIT,
+        "max_trades": defaults.max_trades,
         "workloads": [w.to_json() for w in workloads],
         "age_sweep": [w.to_json() for w in sweep],
     }

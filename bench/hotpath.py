@@ -50,7 +50,6 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from itertools import cycle, pairwise
-from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -236,8 +235,7 @@ def run_tradelake(work: Workload) -> dict[str, int]:
 
     def flush() -> None:
         acknowledged = sink.flush()
-        cursor.advance(acknowledged)
-        written.update(map(itemgetter(0), acknowledged))
+        written.update(cursor.advance(acknowledged))
 
     gaps = 0
     for connection in work.connections:
@@ -247,7 +245,7 @@ def run_tradelake(work: Workload) -> dict[str, int]:
             if out.gaps:
                 gaps += len(out.gaps)
             if out.trades:
-                sink.add(out.trades)
+                sink.add(out.trades, out.lines)
             if sink.due(0):
                 flush()
     flush()

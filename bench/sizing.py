@@ -8,7 +8,7 @@ keep up with a burst: its CPU seconds per wall second at the burst must fit the 
   Powertools and the capture; no X-Ray SDK, the handler has no tracer) plus
   ``RUNTIME_ALLOWANCE_MIB`` for what Lambda counts beyond it (the runtime interface client, the
   sandbox), times ``MEMORY_HEADROOM`` (a reconnect may hold up to ``FeedConfig.max_held_fills``
-  fills, the sink up to 25,000 trades);
+  fills, the sink up to its ``max_trades``);
 - CPU: the CPU seconds per wall second at the burst in live-shaped frames (``live_burst_cpu``),
   times ``CPU_HEADROOM`` (this is not a Graviton core, and the bench's machine is shared), as a
   share of 1,769 MB;

@@ -8,6 +8,9 @@ AWS, so `make layer` runs this on what it built:
   the header's ``e_machine`` is 183 (EM_AARCH64), read from the bytes, not trusted from a name;
 - every extension module's filename tag is ``cpython-312-aarch64-linux-gnu`` or ``abi3``
   (an untagged ``name.so`` is treated as a plain shared library: ELF check only);
+- no ELF file needs a glibc symbol version newer than the runtime's (2.34), read from its
+  ``.gnu.version_r`` section: a wheel's tag only claims this, and our own build (the hot path,
+  cross-compiled by zig) has no tag to claim it;
 - no ``.pyd`` / ``.dylib`` (Windows, macOS);
 - every ``*.dist-info/WHEEL`` has a tag that is pure Python, cp312, or abi3 for CPython <= 3.12,
   on ``any`` or a ``manylinux*_aarch64`` platform whose glibc the runtime has (2.34);
@@ -15,7 +18,9 @@ AWS, so `make layer` runs this on what it built:
   duckdb and websockets);
 - the unzipped size leaves room under Lambda's 250 MB limit for functions and layers together.
 
-    python scripts/check_layer.py layers/deps/python [layers/core/python ...]
+    python scripts/check_layer.py layers/deps/python [.serverless/core.zip ...]
+
+A root is a layer's ``python/`` directory or a packaged layer zip (checked unpacked: what ships).
 """
 
 from __future__ import annotations
@@ -24,7 +29,10 @@ import argparse
 import re
 import struct
 import sys
+import tempfile
+import zipfile
 from collections.abc import Iterable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +40,7 @@ EM_AARCH64 = 183
 ELF_MAGIC = b"\x7fELF"
 ELFCLASS64 = 2
 ELFDATA2LSB = 1
+SHT_GNU_VERNEED = 0x6FFFFFFE
 EXTENSION_TAGS = ("cpython-312-aarch64-linux-gnu", "abi3")
 PYTHON_MINOR = 12
 RUNTIME_GLIBC = (2, 34)  # Amazon Linux 2023, the OS of the python3.12 runtime
@@ -49,6 +58,7 @@ MAX_BYTES = 200 * 1024 * 1024  # of 250 MB for the functions and all layers, unz
 _EXTENSION = re.compile(r"^(?P<module>[^.]+)\.(?P<tag>[^.]+)\.so$")
 _SHARED_OBJECT = re.compile(r"\.so(\.\d+)*$")
 _ELF_MACHINES = {3: "x86 (i386)", 40: "arm (32-bit)", 62: "x86_64", 183: "aarch64"}
+_GLIBC_VERSION = re.compile(rb"GLIBC_(\d+)\.(\d+)(?:\.\d+)?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +82,47 @@ def elf_problem(data: bytes) -> str | None:
     if machine != EM_AARCH64:
         name = _ELF_MACHINES.get(machine, "unknown")
         return f"ELF e_machine {machine} ({name}), expected {EM_AARCH64} (aarch64)"
+    return None
+
+
+def needed_versions(data: bytes) -> list[bytes]:
+    """The symbol versions (``GLIBC_2.17``, ...) a 64-bit LE ELF object needs from the libraries
+    it links: the names in its ``.gnu.version_r`` (SHT_GNU_verneed) section."""
+    shoff, shentsize, shnum = struct.unpack_from("<Q10xHH", data, 0x28)
+    sections = [struct.unpack_from("<IIQQQQII", data, shoff + i * shentsize) for i in range(shnum)]
+    names: list[bytes] = []
+    for _, kind, _, _, offset, _, link, count in sections:
+        if kind != SHT_GNU_VERNEED:
+            continue
+        strings = sections[link][4]  # the string table's sh_offset
+        need = offset
+        for _ in range(count):  # Elf64_Verneed: version, cnt, file, aux, next
+            _, n_aux, _, aux, next_need = struct.unpack_from("<HHIII", data, need)
+            entry = need + aux
+            for _ in range(n_aux):  # Elf64_Vernaux: hash, flags, other, name, next
+                _, _, _, name, next_aux = struct.unpack_from("<IHHII", data, entry)
+                start = strings + name
+                names.append(data[start : data.index(b"\0", start)])
+                entry += next_aux
+            need += next_need
+    return names
+
+
+def glibc_problem(data: bytes) -> str | None:
+    """Why a 64-bit LE ELF object would not load on the runtime's glibc (2.34)."""
+    try:
+        versions = needed_versions(data)
+    except (struct.error, IndexError, ValueError):
+        return "malformed ELF: cannot read the symbol versions it needs"
+    newest = max(
+        ((int(m[1]), int(m[2])) for v in versions if (m := _GLIBC_VERSION.fullmatch(v))),
+        default=None,
+    )
+    if newest is not None and newest > RUNTIME_GLIBC:
+        return (
+            f"needs glibc {newest[0]}.{newest[1]} (symbol version GLIBC_{newest[0]}.{newest[1]}),"
+            f" newer than the runtime's {RUNTIME_GLIBC[0]}.{RUNTIME_GLIBC[1]}"
+        )
     return None
 
 
@@ -182,7 +233,7 @@ def check(roots: Iterable[Path]) -> tuple[list[Problem], dict[str, int]]:
                 head = f.read(64)
             if head.startswith(ELF_MAGIC):
                 stats["elf"] += 1
-                if reason := elf_problem(head):
+                if reason := elf_problem(head) or glibc_problem(path.read_bytes()):
                     problems.append(Problem(path, reason))
                 if reason := extension_tag_problem(path.name):
                     problems.append(Problem(path, reason))
@@ -202,18 +253,31 @@ def check(roots: Iterable[Path]) -> tuple[list[Problem], dict[str, int]]:
     return problems, stats
 
 
+def _unpacked(root: Path, stack: ExitStack) -> Path:
+    """A packaged layer zip unpacked into a temporary directory (its python/); a directory as is."""
+    if root.suffix != ".zip" or not root.is_file():
+        return root
+    target = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=f"{root.name}-")))
+    with zipfile.ZipFile(root) as archive:
+        archive.extractall(target)
+    return target / "python"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("roots", nargs="+", type=Path, help="layer directories (python/ dirs)")
+    parser.add_argument(
+        "roots", nargs="+", type=Path, help="layer directories (python/ dirs) or layer zips"
+    )
     args = parser.parse_args(argv)
-    problems, stats = check(args.roots)
+    with ExitStack() as stack:
+        problems, stats = check(_unpacked(root, stack) for root in args.roots)
     for problem in problems:
         print(f"check_layer: {problem}", file=sys.stderr)
     verdict = "FAILED" if problems else "ok"
     print(
         f"check_layer: {verdict}: {stats['files']} files, {stats['bytes'] / 2**20:.1f} MiB, "
-        f"{stats['elf']} ELF (aarch64 required), {stats['wheels']} wheels (cp312/abi3/py3 on "
-        f"linux aarch64 required), {len(problems)} problem(s)"
+        f"{stats['elf']} ELF (aarch64, glibc <= 2.34 required), {stats['wheels']} wheels"
+        f" (cp312/abi3/py3 on linux aarch64 required), {len(problems)} problem(s)"
     )
     return 1 if problems else 0
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -176,6 +177,11 @@ def load_function(name: str) -> ModuleType:
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    # Powertools reuses the logging logger of its service, and the handler an earlier import
+    # gave it still writes to the stdout of that time: a cold start writes to this one.
+    handler = getattr(getattr(module, "logger", None), "registered_handler", None)
+    if handler is not None:
+        handler.stream = sys.stdout
     return module
 
 

@@ -21,7 +21,7 @@ class MemorySink:
     written: list[Trade] = field(default_factory=list)
     fail: Exception | None = None
 
-    def add(self, trades: Sequence[Trade]) -> None:
+    def add(self, trades: Sequence[Trade], lines: bytes | None = None) -> None:
         self.buffer.extend(trades)
 
     def due(self, now_ns: int) -> bool:
@@ -113,7 +113,7 @@ class SlowSink:
     flushes: int = 0
     pauses: int = 0
 
-    def add(self, trades: Sequence[Trade]) -> None:
+    def add(self, trades: Sequence[Trade], lines: bytes | None = None) -> None:
         self.sink.add(trades)
 
     def due(self, now_ns: int) -> bool:

@@ -1,18 +1,21 @@
 """The packaged CloudFormation template, built by `make package` once a session if it is stale.
 
 `make test` packages first, so the template is fresh and nothing is rebuilt here; a bare `pytest`
-after an edit of serverless.yml, resources/, the plugin, a handler or the core package runs
-`make package` once (offline, ~10 s) before the first infra test.
+after an edit of serverless.yml, resources/, the plugin, a handler or the core package (its C hot
+path included) runs `make package` once (offline, ~10 s) before the first infra test.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
+import sys
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -24,13 +27,25 @@ STAGE = "ci"  # what `make package` packages
 FUNCTIONS = ("ingest", "partitions", "supervisor")
 
 
+def load_script(name: str) -> ModuleType:
+    """``scripts/<name>.py`` as a module (scripts/ is no package); registered, as its
+    dataclasses need."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 def _sources() -> Iterator[Path]:
     yield ROOT / "serverless.yml"
     yield ROOT / "package-lock.json"
     yield ROOT / "layers" / "deps" / "requirements.txt"
     for pattern in ("resources/*.yml", ".serverless_plugins/*.js", "functions/**/*.py"):
         yield from ROOT.glob(pattern)
-    for pattern in ("*.py", "*.sql"):
+    for pattern in ("*.py", "*.sql", "*.c"):  # *.c: the hot path, compiled by `make package`
         yield from (ROOT / "layers" / "core" / "python" / "tradelake").rglob(pattern)
 
 

@@ -112,7 +112,7 @@ def handler(
 
     s3 = s3 or clients["s3"]
     sink = FirehoseSink(firehose or clients["firehose"], config.delivery_stream)
-    report = CaptureMetrics(metrics, config.metrics_interval_s, sink.counters)
+    report = CaptureMetrics(metrics, config.metrics_interval_s, sink.counters, logger=logger)
     capture = Capture(
         CaptureConfig(url=config.phemex_url, symbols=symbols, fail_fast=False),
         sink=sink,

@@ -139,7 +139,9 @@ def test_tls_only(template, target):
 
 
 def test_the_alarm_topic_takes_this_accounts_alarms(template):
-    """A topic policy replaces SNS's default one: without this grant no alarm would arrive."""
+    """A topic policy replaces SNS's default one: without this grant no alarm would arrive. No
+    other service may publish: the supervisor and the rollup's destination publish with their
+    roles (test_monitoring.py)."""
     (allow,) = [s for s in _resource_policy(template, "AlarmTopic") if s["Effect"] == "Allow"]
     assert allow["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
     assert allow["Action"] == "sns:Publish"

@@ -30,7 +30,13 @@ def test_the_cost_model_finds_every_setting_it_bills(
     assert stack.firehose_interval_s == 300
     assert (stack.dynamic_partitioning, stack.jq, stack.conversion) == (True, True, True)
     assert stack.log_retention_days
-    assert stack.alarm_metrics >= 2
+    # BTCUSD alone: one no-trades alarm and eight others. An ingest execution that ended badly
+    # is told by the supervisor, a failed rollup by its on-failure destination, not by alarms:
+    # an alarm added here is a line of the bill.
+    assert stack.alarm_metrics == 9
+    assert (stack.schedules, stack.aws_event_rules) == (3, 1)  # the supervisor's
+    traced = {name for name, function in stack.functions.items() if function.traced}
+    assert traced == {"partitions", "supervisor", "rollup"}, "ingest: PassThrough"
     ingest = stack.functions["ingest"]
     assert ingest.env["SAFETY_MARGIN_S"] == "45"
     assert stack.functions["rollup"].env["ROLLUP_LOOKBACK_HOURS"] == "3"
@@ -39,3 +45,12 @@ def test_the_cost_model_finds_every_setting_it_bills(
     first = lines[0]
     assert first.quantity == ingest.memory_mb / 1024 * 730 * 3600  # the ingest Lambda, 24/7
     assert all(line.list_usd >= 0 for line in lines)
+    by_service = {line.service: line for line in lines}
+    metrics = next(line for line in lines if line.item == "custom metrics")
+    assert metrics.quantity == cost.SYMBOLS, "TradesWritten per symbol; the lag is logged"
+    (insights,) = [line for line in lines if line.item.startswith("Logs Insights")]
+    assert 0 < insights.list_usd < 0.01
+    assert by_service["EventBridge"].list_usd == 0
+    assert by_service["SNS"].list_usd < 0.01
+    xray = by_service["X-Ray"]
+    assert xray.quantity == pytest.approx(sum(stack.runs_per_month.values()) + 730 * 3600 / 300)

@@ -1,4 +1,5 @@
-"""The alarms and the dashboard of the packaged template name metrics that really exist.
+"""The alarms and the dashboard of the packaged template name metrics and log fields that really
+exist, and every function's failure reaches the alarm topic, each at most about once an hour.
 
 A custom metric is only real if the code publishes it: the set of published custom metrics
 (namespace, name, dimensions) is collected here by RUNNING the code with the packaged
@@ -8,7 +9,8 @@ handler failing, the supervisor starting an execution under moto — and reading
 documents Powertools prints. Renaming a metric in the code, or its dimensions, fails the
 alarm or chart that names it. An AWS metric must be one the service publishes with exactly those
 dimensions (AWS_METRICS, from the services' CloudWatch documentation), about a resource of
-this template.
+this template. Likewise a Logs Insights chart must query fields the ingest handler's own logger
+really writes in its status line (``status_line``).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from packaged import Template
 from tradelake.adapters.emf_metrics import CaptureMetrics
 from tradelake.adapters.firehose_sink import FirehoseSink
 from tradelake.feed import CaptureStats, SymbolStats
+from tradelake.supervise import ENDED_BADLY
 
 ACCOUNT = "123456789012"  # moto's
 PSEUDO = {"AWS::Partition": "aws", "AWS::Region": REGION, "AWS::AccountId": ACCOUNT}
@@ -239,10 +242,11 @@ def test_custom_metrics_are_per_stage_and_per_service(
     assert {dict(m.dimensions)["service"] for m in published} == {"ingest", "rollup", "supervisor"}
 
 
-def test_steady_state_publishes_trades_written_per_symbol_and_lag_nothing_else(
+def test_steady_state_publishes_trades_written_per_symbol_nothing_else(
     template: Template, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """What is published every hour is what costs $0.30 a month each: for N symbols, N + 1."""
+    """What is published every hour is what costs $0.30 a month each: for N symbols, N. The lag
+    goes to the status line instead (test_the_lag_chart_reads_the_ingest_status_line)."""
     moto_credentials(monkeypatch, **environment(template, "ingest"))
     ingest = load_function("ingest")
     symbols = ingest.config.symbols
@@ -251,11 +255,33 @@ def test_steady_state_publishes_trades_written_per_symbol_and_lag_nothing_else(
     quiet.last_lag_ns = 250_000_000
     busy = printed(lambda: report(quiet))
     assert sorted((m.name, dict(m.dimensions).get("symbol", "")) for m in busy) == sorted(
-        [("Lag", "")] + [("TradesWritten", s) for s in symbols]
+        ("TradesWritten", s) for s in symbols
     )
-    still = printed(lambda: report(quiet))  # nothing new: zeros, and no lag sample
+    still = printed(lambda: report(quiet))  # nothing new: zeros
     assert {m.name for m in still} == {"TradesWritten"}
     assert len(still) == len(symbols)
+
+
+def status_lines(template: Template, monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """The ingest handler's status lines for an interval with trades and one without, as its
+    own logger writes them (JSON, one a line), through the ``CaptureMetrics`` it builds."""
+    moto_credentials(monkeypatch, **environment(template, "ingest"))
+    ingest = load_function("ingest")
+    out = io.StringIO()
+    # Put back after the test: the logger is shared. Not setStream: it flushes the old stream,
+    # which an earlier test's capture may have closed.
+    monkeypatch.setattr(ingest.logger.registered_handler, "stream", out)
+    report = CaptureMetrics(ingest.metrics, 3600.0, logger=ingest.logger)
+    stats = CaptureStats(symbols={"BTCUSD": SymbolStats()})
+    with contextlib.redirect_stdout(io.StringIO()):  # the EMF blobs
+        for received, lag_ms in ((1, 120), (2, 80), (3, 95)):  # a sample a second with trades
+            stats.symbols["BTCUSD"].received, stats.last_lag_ns = received, lag_ms * 10**6
+            report(stats)
+        report.emit(stats)  # the interval ends
+        report(stats)  # no new trade: no lag sample
+        report.emit(stats)
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    return [line for line in lines if line["message"] == "status"]
 
 
 # --- the alarms -------------------------------------------------------------------------------
@@ -322,7 +348,7 @@ def test_every_alarm_names_a_published_metric(template: Template, published: set
 
 def test_every_alarm_notifies_the_topic_and_is_named_for_the_stage(template: Template) -> None:
     found = alarms(template)
-    assert len(found) >= 20
+    assert len(found) >= 10
     for logical_id, props in found.items():
         assert props["AlarmActions"] == [TOPIC], logical_id
         assert props["OKActions"] == [TOPIC], logical_id
@@ -339,15 +365,114 @@ def alarms_on(template: Template, namespace: str, name: str) -> list[dict[str, A
     ]
 
 
-def test_every_function_has_an_errors_and_a_throttles_alarm(template: Template) -> None:
-    functions = template.of_type("AWS::Lambda::Function")
-    assert len(functions) >= 4
-    for metric in ("Errors", "Throttles"):
-        watched = [p["Dimensions"] for p in alarms_on(template, "AWS/Lambda", metric)]
-        for logical_id in functions:
-            assert [{"Name": "FunctionName", "Value": {"Ref": logical_id}}] in watched, (
-                f"{logical_id} has no {metric} alarm"
+def on_failure(template: Template, function_id: str) -> dict[str, Any] | None:
+    """The on-failure destination of a function's asynchronous invocations, if it has one."""
+    for config in template.of_type("AWS::Lambda::EventInvokeConfig").values():
+        props = config["Properties"]
+        if props["FunctionName"] == {"Ref": function_id}:
+            destination: dict[str, Any] | None = (
+                props.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")
             )
+            return destination
+    return None
+
+
+def queue_alarmed(template: Template, destination: dict[str, Any]) -> bool:
+    """Whether the destination is a queue whose waiting messages alarm the topic."""
+    queue = destination.get("Fn::GetAtt", [None])[0]
+    return any(
+        p["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": [queue, "QueueName"]}}]
+        for p in alarms_on(template, "AWS/SQS", "ApproximateNumberOfMessagesVisible")
+    )
+
+
+def test_every_function_failure_reaches_the_topic_at_most_about_once_an_hour(
+    template: Template,
+) -> None:
+    """A failure needs a human once nothing retries it any more, and one message, not one per
+    run. The functions that run every few minutes or all the time (ingest, invoked by the
+    workflow; the supervisor, every 5 minutes) have an Errors alarm: one message while they keep
+    failing, one when they are OK again. The hourly rollup has an on-failure destination to the
+    topic (one message per failed run, at most one an hour), and a failed query fails its run
+    (tests/integration/test_rollup_handler.py), so it needs no alarm of its own. The partitions
+    function's failures wait in a queue whose alarm tells. Nothing else is alarmed: $0.10 a
+    month each."""
+    functions = template.of_type("AWS::Lambda::Function")
+    assert len(functions) == 4
+    lambda_alarms = sorted(
+        (p["MetricName"], p["Dimensions"][0]["Value"]["Ref"])
+        for p in alarms(template).values()
+        if p["Namespace"] == "AWS/Lambda"
+    )
+    assert lambda_alarms == [
+        ("Duration", "IngestLambdaFunction"),
+        ("Errors", "IngestLambdaFunction"),
+        ("Errors", "SupervisorLambdaFunction"),
+    ]
+    assert on_failure(template, "IngestLambdaFunction") is None  # never invoked asynchronously
+    assert on_failure(template, "SupervisorLambdaFunction") is None, "a message every 5 minutes"
+    assert on_failure(template, "RollupLambdaFunction") == TOPIC
+    assert alarms_on(template, "tradelake/ci", "RollupFailures") == []
+    partitions = on_failure(template, "PartitionsLambdaFunction")
+    assert partitions is not None
+    assert queue_alarmed(template, partitions)
+
+
+@pytest.mark.parametrize("name", ["supervisor", "rollup"])
+def test_what_a_function_tells_the_topic_is_published_with_its_own_role(
+    template: Template, name: str
+) -> None:
+    """The supervisor publishes its messages itself (ALARM_TOPIC_ARN); Lambda sends the
+    rollup's failed invocation record with the rollup's execution role. Without sns:Publish on
+    the topic either is lost (for the record: DestinationDeliveryFailures, no alarm)."""
+    function = template.function(name)
+    if name == "supervisor":
+        assert function["Environment"]["Variables"]["ALARM_TOPIC_ARN"] == TOPIC
+    else:
+        assert on_failure(template, f"{name.capitalize()}LambdaFunction") == TOPIC
+    role_id = function["Role"]["Fn::GetAtt"][0]
+    publish = [
+        s["Resource"]
+        for s in template.policy_statements(role_id)
+        if s["Effect"] == "Allow" and "sns:Publish" in s["Action"]
+    ]
+    assert publish == [[TOPIC]]
+    assert "KmsMasterKeyId" not in template.props("AlarmTopic"), (
+        "the role has no kms:GenerateDataKey"
+    )
+
+
+def test_the_supervisor_is_woken_by_what_it_tells(template: Template) -> None:
+    """The supervisor's rule and its code agree on what "ended badly" means, and no rule of
+    its own sends to the topic (one message per execution, a flood in a crash loop)."""
+    (pattern,) = [
+        r["Properties"]["EventPattern"]
+        for r in template.of_type("AWS::Events::Rule").values()
+        if "EventPattern" in r["Properties"]
+    ]
+    assert set(pattern["detail"]["status"]) == set(ENDED_BADLY)
+    targets = [
+        t["Arn"]
+        for r in template.of_type("AWS::Events::Rule").values()
+        for t in r["Properties"]["Targets"]
+    ]
+    assert TOPIC not in targets
+
+
+def test_asynchronous_retries_end_before_the_next_run_supersedes_them(template: Template) -> None:
+    """A throttled event is retried until MaximumEventAgeInSeconds, whatever
+    MaximumRetryAttempts says (default 6 hours): bounded, so the failure is reported while it
+    matters, and a late rollup ends (its timeout) before the next hourly one starts."""
+    ages = {
+        c["Properties"]["FunctionName"]["Ref"]: c["Properties"].get("MaximumEventAgeInSeconds")
+        for c in template.of_type("AWS::Lambda::EventInvokeConfig").values()
+    }
+    assert None not in ages.values(), f"a default 6-hour maximum event age: {ages}"
+    rollup = template.function("rollup")
+    assert ages["RollupLambdaFunction"] + rollup["Timeout"] < 3600
+    assert 5 * 60 < ages["SupervisorLambdaFunction"] <= 15 * 60  # after the next heartbeat
+    lookback_h = int(rollup["Environment"]["Variables"]["ROLLUP_LOOKBACK_HOURS"])
+    assert ages["PartitionsLambdaFunction"] < lookback_h * 3600
 
 
 def test_no_trades_alarms_one_per_symbol_missing_data_breaching(
@@ -398,13 +523,10 @@ def test_any_number_of_symbols_packages_into_one_alarm_each(
 def test_the_alarms_the_issue_asks_for(template: Template, namespace: str) -> None:
     (gaps,) = alarms_on(template, namespace, "GapDetected")
     assert (gaps["Threshold"], gaps["TreatMissingData"]) == (1, "notBreaching")
-    (rollup,) = alarms_on(template, namespace, "RollupFailures")
-    assert rollup["Dimensions"] == [{"Name": "service", "Value": "rollup"}]
-    for name in ("ExecutionsFailed", "ExecutionsTimedOut", "ExecutionsAborted"):
-        (executions,) = alarms_on(template, "AWS/States", name)
-        assert executions["Threshold"] == 1
-    (failed,) = alarms_on(template, "AWS/States", "ExecutionsFailed")
-    assert failed["AlarmName"] == "tradelake-ci-ingest-executions-failed"
+    # Failed, timed-out and aborted executions: told by the supervisor; failed rollups: by the
+    # rollup's destination (test_every_function_failure_reaches_the_topic_...).
+    assert not [p for p in alarms(template).values() if p["Namespace"] == "AWS/States"]
+    assert alarms_on(template, namespace, "RollupFailures") == []
     for name in ("FailedConversion.Records", "ThrottledRecords"):
         (firehose,) = alarms_on(template, "AWS/Firehose", name)
         assert (firehose["ComparisonOperator"], firehose["Threshold"]) == (
@@ -454,15 +576,23 @@ class Chart:
     search: bool
 
 
-def charts(template: Template) -> Iterator[tuple[str, Chart]]:
+def widgets(template: Template, kind: str) -> Iterator[dict[str, Any]]:
+    """The properties of the dashboard's widgets of type ``kind``, each ``${X}`` as ``<X>``."""
     _, dashboard = template.one("AWS::CloudWatch::Dashboard")
     body = dashboard["Properties"]["DashboardBody"]["Fn::Sub"]
     assert isinstance(body, str)
-    widgets = json.loads(re.sub(r"\$\{([^}]+)\}", lambda m: f"<{m[1]}>", body))["widgets"]
-    for widget in widgets:
-        props = widget["properties"]
+    found = json.loads(re.sub(r"\$\{([^}]+)\}", lambda m: f"<{m[1]}>", body))["widgets"]
+    assert {w["type"] for w in found} == {"metric", "log"}
+    for widget in found:
+        props: dict[str, Any] = widget["properties"]
+        assert props["region"] == "<AWS::Region>", props["title"]
+        if widget["type"] == kind:
+            yield props
+
+
+def charts(template: Template) -> Iterator[tuple[str, Chart]]:
+    for props in widgets(template, "metric"):
         title = props["title"]
-        assert props["region"] == "<AWS::Region>", title
         for entry in props["metrics"]:
             if isinstance(entry[0], dict):
                 (spec,) = entry
@@ -525,7 +655,7 @@ def test_the_dashboard_shows_the_whole_pipeline(template: Template, namespace: s
     shown = {(c.namespace, c.name, c.search): c for _, c in charts(template)}
     trades = shown[(namespace, "TradesWritten", True)]
     assert trades.dimensions == {"service": "ingest", "symbol": None}, "every symbol"
-    for name in ("Lag", "Reconnects", "GapDetected", "RollupFailures"):
+    for name in ("Reconnects", "GapDetected", "RollupFailures"):
         assert (namespace, name, False) in shown, name
     for name in ("IncomingRecords", "DeliveryToS3.DataFreshness"):
         assert ("AWS/Firehose", name, False) in shown, name
@@ -539,3 +669,34 @@ def test_the_dashboard_shows_the_whole_pipeline(template: Template, namespace: s
             if (c.namespace, c.name) == ("AWS/Lambda", name)
         }
         assert plotted == functions, name
+
+
+LOGS_INSIGHTS_FUNCTIONS = ("ispresent", "pct", "max", "min", "avg", "sum", "count")
+
+
+def test_the_lag_chart_reads_the_ingest_status_line(
+    template: Template, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lag is a Logs Insights chart over the ingest log group: every field its query
+    names is a number in the status line the ingest handler's logger writes for an interval
+    with trades, and absent from one without (the query's ispresent drops it)."""
+    ((chart),) = widgets(template, "log")
+    assert chart["view"] == "timeSeries"
+    query = chart["query"]
+    assert re.findall(r"SOURCE '([^']*)'", query) == ["<IngestLogGroup>"]
+    group = template.props("IngestLogGroup")["LogGroupName"]
+    assert group == "/aws/lambda/tradelake-ci-ingest"
+    assert re.search(r"\bby bin\(\d+m\)$", query), "a time series"
+    calls = "|".join(LOGS_INSIGHTS_FUNCTIONS)
+    fields = set(re.findall(rf"\b(?:{calls})\((\w+)", query))
+    assert fields >= {"lag_ms_max"}, query
+
+    with_trades, without = status_lines(template, monkeypatch)
+    assert {f: with_trades.get(f) for f in fields} == {
+        f: v
+        for f, v in {"lag_ms_p50": 95.0, "lag_ms_p99": 120.0, "lag_ms_max": 120.0}.items()
+        if f in fields
+    }
+    assert with_trades["lag_samples"] == 3
+    assert not fields & set(without)
+    assert without["lag_samples"] == 0

@@ -1,8 +1,9 @@
-"""The supervisor Lambda against moto's Step Functions, SSM and S3.
+"""The supervisor Lambda against moto's Step Functions, SSM, S3 and SNS.
 
 moto runs the state machines for real (``execute_state_machine``): a Pass machine's executions
 succeed at once, a Wait machine's stay RUNNING for the test's lifetime — the two situations the
-supervisor tells apart.
+supervisor tells apart — and a Fail machine's fail at once, as in a crash loop. What the
+supervisor tells the alarm topic is read from an SQS queue subscribed to it.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ REGION = "eu-west-1"
 BUCKET = "tradelake-test-lake"
 CURSOR_KEY = "_state/cursor.json"
 SWITCH = "/tradelake/test/ingest"
+TOPIC_ARN = f"arn:aws:sns:{REGION}:123456789012:tradelake-test-alarms"
 STATE_MACHINE_ARN = f"arn:aws:states:{REGION}:123456789012:stateMachine:tradelake-test-ingest"
 ROLE = "arn:aws:iam::123456789012:role/tradelake-test-workflow"
 MACHINES = {
@@ -33,6 +35,10 @@ MACHINES = {
     "wait": {
         "StartAt": "Ingest",
         "States": {"Ingest": {"Type": "Wait", "Seconds": 3600, "End": True}},
+    },
+    "fail": {
+        "StartAt": "Ingest",
+        "States": {"Ingest": {"Type": "Fail", "Error": "SymbolsRefused", "Cause": "test"}},
     },
 }
 
@@ -70,12 +76,22 @@ class Wrapped:
 
 
 class World:
-    """moto's Step Functions, SSM and S3 with one state machine, the switch and the bucket."""
+    """moto's Step Functions, SSM, S3 and SNS with one state machine, the switch, the bucket and
+    the alarm topic (a queue subscribed to it keeps what was published)."""
 
     def __init__(self, machine: str) -> None:
         self.sfn = Wrapped(boto3.client("stepfunctions", region_name=REGION))
         self.ssm = boto3.client("ssm", region_name=REGION)
         self.s3 = boto3.client("s3", region_name=REGION)
+        self.sns = boto3.client("sns", region_name=REGION)
+        self.sqs = boto3.client("sqs", region_name=REGION)
+        topic = self.sns.create_topic(Name=TOPIC_ARN.rsplit(":", 1)[-1])["TopicArn"]
+        assert topic == TOPIC_ARN
+        self.inbox = self.sqs.create_queue(QueueName="inbox")["QueueUrl"]
+        inbox_arn = self.sqs.get_queue_attributes(QueueUrl=self.inbox, AttributeNames=["QueueArn"])[
+            "Attributes"
+        ]["QueueArn"]
+        self.sns.subscribe(TopicArn=TOPIC_ARN, Protocol="sqs", Endpoint=inbox_arn)
         self.arn = self.sfn.client.create_state_machine(
             name="tradelake-test-ingest", definition=json.dumps(MACHINES[machine]), roleArn=ROLE
         )["stateMachineArn"]
@@ -120,13 +136,33 @@ class World:
         definition = self.sfn.client.describe_state_machine(stateMachineArn=self.arn)["definition"]
         return json.loads(definition)["States"]["Ingest"]["Type"] == "Wait"
 
+    def told(self) -> list[tuple[str, str]]:
+        """(subject, message) of each message published to the topic since the last call."""
+        got = self.sqs.receive_message(QueueUrl=self.inbox, MaxNumberOfMessages=10)
+        messages = got.get("Messages", [])
+        for m in messages:
+            self.sqs.delete_message(QueueUrl=self.inbox, ReceiptHandle=m["ReceiptHandle"])
+        return [(n["Subject"], n["Message"]) for n in (json.loads(m["Body"]) for m in messages)]
+
+    def ended(self, name: str) -> dict[str, Any]:
+        """The status change EventBridge delivers for the closed execution ``name``."""
+        arn = self.arn.replace(":stateMachine:", ":execution:") + f":{name}"
+        found = self.sfn.client.describe_execution(executionArn=arn)
+        assert found["status"] != "RUNNING", name
+        event = status_change(name, found["status"])
+        event["detail"] |= {
+            "executionArn": arn,
+            "stopDate": int(found["stopDate"].timestamp() * 1000),
+        }
+        return event
+
     def input_of(self, name: str) -> Any:
         arn = self.arn.replace(":stateMachine:", ":execution:") + f":{name}"
         return json.loads(self.sfn.client.describe_execution(executionArn=arn)["input"])
 
     def call_all(self, supervisor: ModuleType, event: Any = SCHEDULE) -> dict[str, Any]:
         result: dict[str, Any] = supervisor.handler(
-            event, LambdaContext(), sfn=self.sfn, ssm=self.ssm, s3=self.s3
+            event, LambdaContext(), sfn=self.sfn, ssm=self.ssm, s3=self.s3, sns=self.sns
         )
         return result
 
@@ -149,6 +185,8 @@ def moto_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         CURSOR_KEY=CURSOR_KEY,
         INGEST_SWITCH_PARAMETER=SWITCH,
         POWERTOOLS_METRICS_NAMESPACE="tradelake",
+        STAGE="test",
+        ALARM_TOPIC_ARN=TOPIC_ARN,
     )
     with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
         yield
@@ -169,6 +207,12 @@ def running_world(moto_env: None) -> World:
 def finishing_world(moto_env: None) -> World:
     """Executions succeed at once (a Pass state)."""
     return World("pass")
+
+
+@pytest.fixture
+def failing_world(moto_env: None) -> World:
+    """Executions fail at once (a Fail state): a crash loop."""
+    return World("fail")
 
 
 def cursor(ts_ns: int = 1_795_737_605_554_137_578) -> Cursor:
@@ -480,4 +524,97 @@ def test_the_default_clients_are_made_at_cold_start(supervisor: ModuleType) -> N
         "sfn": "stepfunctions",
         "ssm": "ssm",
         "s3": "s3",
+        "sns": "sns",
     }
+
+
+# --- an execution that ended badly: one message per shard and hour, and the back-off ------------
+
+
+@pytest.mark.filterwarnings("ignore:No application metrics to publish")
+def test_a_crash_loop_sends_one_message_and_backs_off_to_the_heartbeat(
+    supervisor: ModuleType, failing_world: World
+) -> None:
+    world = failing_world
+    world.start("ingest-0-1", {"shard": 0, "cursor": None, "generation": 1, "loop": 0})
+    assert world.executions() == {"ingest-0-1": "FAILED"}
+
+    # The first failure: told, and restarted at once.
+    assert world.call(supervisor, world.ended("ingest-0-1"))["name"] == "ingest-0-2"
+    ((subject, message),) = world.told()
+    assert subject == "tradelake test: ingest-0-1 ended FAILED"
+    assert message.startswith(
+        "tradelake test: the ingest execution ingest-0-1 (shard 0) ended FAILED at "
+    )
+    assert "The supervisor restarted shard 0 from its checkpoint as ingest-0-2" in message
+    assert "Further failures of this shard within the hour are not sent" in message
+    assert f"--execution-arn {world.arn.replace(':stateMachine:', ':execution:')}:ingest-0-1" in (
+        message
+    )
+
+    # The second, a moment later: restarted, not told.
+    assert world.executions()["ingest-0-2"] == "FAILED"
+    assert world.call(supervisor, world.ended("ingest-0-2"))["name"] == "ingest-0-3"
+    assert world.told() == []
+
+    # The third in 15 minutes: left to the heartbeat, which restarts it.
+    assert world.executions()["ingest-0-3"] == "FAILED"
+    assert world.call(supervisor, world.ended("ingest-0-3")) == {
+        "action": "nothing",
+        "reason": "backing_off",
+        "detail": "3 or more executions ended badly in the last 15 minutes, so only the"
+        " 5-minute heartbeat restarts it",
+        "shard": 0,
+    }
+    assert set(world.executions()) == {"ingest-0-1", "ingest-0-2", "ingest-0-3"}
+    assert world.told() == []
+    assert world.call(supervisor, SCHEDULE)["name"] == "ingest-0-4"
+    assert world.told() == []
+
+
+def test_a_failure_an_hour_after_the_last_is_told_again(
+    supervisor: ModuleType, failing_world: World
+) -> None:
+    """ingest-0-1 fails and is told; its restart ingest-0-2 fails too, an hour and a second
+    later (as its event and the supervisor's clock say): told again."""
+    world = failing_world
+    world.start("ingest-0-1")
+    world.executions()
+    assert world.call(supervisor, world.ended("ingest-0-1"))["name"] == "ingest-0-2"
+    assert len(world.told()) == 1
+    world.executions()
+    hour_later = world.ended("ingest-0-1")["detail"]["stopDate"] * 10**6 + 3601 * 10**9
+    event = world.ended("ingest-0-2")
+    event["detail"]["stopDate"] = hour_later // 10**6
+    supervisor.handler(
+        event,
+        LambdaContext(),
+        sfn=world.sfn,
+        ssm=world.ssm,
+        s3=world.s3,
+        sns=world.sns,
+        wall_ns=lambda: hour_later,
+    )
+    ((subject, _),) = world.told()
+    assert subject == "tradelake test: ingest-0-2 ended FAILED"
+
+
+@pytest.mark.filterwarnings("ignore:No application metrics to publish")
+def test_a_failure_the_supervisor_cannot_fix_is_told_with_its_error(
+    supervisor: ModuleType, finishing_world: World
+) -> None:
+    finishing_world.start("ingest-0-5")
+    finishing_world.executions()
+    finishing_world.switch("maybe")
+    with pytest.raises(ValueError, match="'on' or 'off'"):
+        finishing_world.call(supervisor, status_change("ingest-0-5", "ABORTED"))
+    ((_, message),) = finishing_world.told()
+    assert "ingest-0-5 (shard 0) ended ABORTED" in message
+    assert "The supervisor failed to restart it: the ingest switch must be 'on' or 'off'" in message
+
+
+def test_the_heartbeat_tells_nothing(supervisor: ModuleType, failing_world: World) -> None:
+    failing_world.start("ingest-0-1")
+    failing_world.executions()
+    assert failing_world.call(supervisor)["name"] == "ingest-0-2"
+    assert failing_world.told() == []

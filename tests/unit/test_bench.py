@@ -246,6 +246,7 @@ def results(bench: dict[str, ModuleType], template: Path, **parts: Any) -> dict[
         "compaction": None,
         "firehose": {
             "billing_unit": 5120,
+            "max_trades": 2500,
             "workloads": [
                 {"name": "steady 5/s", **packing, "packed": traffic, "per_trade": per_trade}
             ],

@@ -168,7 +168,7 @@ class Sink:
     def __init__(self, per_flush: int) -> None:
         self.per_flush, self.buffer, self.acked = per_flush, list[Trade](), list[Trade]()
 
-    def add(self, trades: Sequence[Trade]) -> None:
+    def add(self, trades: Sequence[Trade], lines: bytes | None = None) -> None:
         self.buffer.extend(trades)
 
     def due(self, now_ns: int) -> bool:

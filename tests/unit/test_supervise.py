@@ -12,13 +12,21 @@ from hypothesis import strategies as st
 
 from tradelake.cursor import Cursor, SymbolCursor
 from tradelake.supervise import (
+    BACKOFF_WINDOW_NS,
+    QUIET_NS,
+    Ended,
     Nothing,
     Start,
+    alert,
+    backing_off,
     decide,
+    ended_of,
+    first_in_the_hour,
     generation_of,
     ingest_input,
     newest_known,
     next_generation,
+    outcome,
     parse_name,
     parse_switch,
     summary,
@@ -349,3 +357,109 @@ def test_any_number_of_triggers_leave_exactly_one_running_per_shard(
             assert len(mine) == 1, control.executions
         if not on:
             assert len(mine) == running
+
+
+# --- an execution that ended badly: told once an hour per shard, and the back-off ---------------
+
+MINUTE = 60 * 10**9
+T = 1_795_839_750_000 * 10**6
+"""2026-11-28 04:22:30 UTC, in ns."""
+MACHINE = "arn:aws:states:eu-west-1:123456789012:stateMachine:tradelake-prod-ingest"
+
+
+def ended(name: str, at: int, status: str = "FAILED") -> Ended:
+    arn = MACHINE.replace(":stateMachine:", ":execution:") + f":{name}"
+    return Ended(name, status, at, arn)
+
+
+def test_the_status_change_names_the_execution_and_its_stop_time() -> None:
+    event = {
+        "source": "aws.states",
+        "detail-type": "Step Functions Execution Status Change",
+        "detail": {
+            "name": "ingest-1-7",
+            "status": "TIMED_OUT",
+            "executionArn": "arn:x:ingest-1-7",
+            "stopDate": T // 10**6,
+        },
+    }
+    assert ended_of(event, now_ns=0) == Ended("ingest-1-7", "TIMED_OUT", T, "arn:x:ingest-1-7")
+    del event["detail"]["stopDate"]  # type: ignore[attr-defined]
+    assert ended_of(event, now_ns=5).stopped_ns == 5  # type: ignore[union-attr]
+    assert ended_of({**event, "detail": {"status": "SUCCEEDED"}}, 0) is None
+    assert ended_of({"detail-type": "Scheduled Event", "source": "aws.events"}, 0) is None
+    assert ended_of(None, 0) is None
+
+
+def test_the_first_failure_of_a_shard_in_an_hour_is_told_the_next_ones_not() -> None:
+    first = ended("ingest-0-7", T)
+    second = ended("ingest-0-8", T + 5 * MINUTE)
+    history = [first, second]
+    assert first_in_the_hour(first, history)
+    assert not first_in_the_hour(second, history)
+    assert first_in_the_hour(ended("ingest-1-3", T + MINUTE), history), "another shard"
+    later = ended("ingest-0-9", T + 5 * MINUTE + QUIET_NS)
+    assert first_in_the_hour(later, [*history, later]), "an hour after the last failure"
+    assert not first_in_the_hour(later, [*history, ended("ingest-0-10", T + QUIET_NS), later])
+
+
+def test_failures_told_out_of_order_still_make_one_message() -> None:
+    """The second failure's event handled first, with the first listed: the first is told."""
+    first, second = ended("ingest-0-7", T), ended("ingest-0-8", T + 10**6)
+    assert [first_in_the_hour(e, [second, first]) for e in (second, first)] == [False, True]
+    same_ms = [ended("ingest-0-8", T), ended("ingest-0-9", T)]
+    assert [first_in_the_hour(e, same_ms) for e in same_ms] == [True, False]
+
+
+def test_a_hand_started_execution_is_always_told() -> None:
+    manual = ended("manual-retry", T)
+    assert first_in_the_hour(manual, [ended("manual-retry-0", T - MINUTE), manual])
+
+
+def test_three_failures_of_a_shard_in_15_minutes_back_it_off() -> None:
+    failures = [ended(f"ingest-0-{g}", T + g * MINUTE) for g in (1, 2, 3)]
+    now = T + 3 * MINUTE
+    assert backing_off(failures, now) == {0}
+    assert backing_off(failures[1:], now) == frozenset()
+    assert backing_off([*failures[1:], failures[2]], now) == frozenset(), "counted by name"
+    assert backing_off(failures, T + MINUTE + BACKOFF_WINDOW_NS + 1) == frozenset()
+    other = [ended(f"ingest-1-{g}", T + g * MINUTE) for g in (4, 5)]
+    assert backing_off([*failures, *other], now) == {0}
+
+
+def test_a_backed_off_shard_is_not_started_and_the_others_are() -> None:
+    control = FakeControl(executions={"ingest-0-3": "FAILED", "ingest-1-3": "FAILED"})
+    decisions = supervise(control, THREE, hold={0})
+    assert decisions[0] == Nothing(
+        "backing_off",
+        "3 or more executions ended badly in the last 15 minutes, so only the 5-minute heartbeat"
+        " restarts it",
+        0,
+    )
+    assert decisions[1:] == [Start("ingest-1-4", 4, 1), Start("ingest-2-1", 1, 2)]
+    assert "ingest-0-4" not in control.executions
+    control.executions["ingest-0-5"] = "RUNNING"
+    assert supervise(control, THREE, hold={0})[0].reason == "already_running"  # type: ignore[union-attr]
+
+
+def test_the_message_says_what_was_done_and_where_to_look() -> None:
+    failed = ended("ingest-0-7", T, "ABORTED")
+    done = outcome([Nothing("already_running", "x", 1), Start("ingest-0-8", 8, 0)], failed)
+    assert done.startswith("The supervisor restarted shard 0 from its checkpoint as ingest-0-8")
+    subject, message = alert("prod", failed, done)
+    assert subject == "tradelake prod: ingest-0-7 ended ABORTED"
+    for needed in (
+        "tradelake prod: the ingest execution ingest-0-7 (shard 0) ended ABORTED at"
+        " 2026-11-28 04:22:30 UTC. The supervisor restarted shard 0",
+        "Further failures of this shard within the hour are not sent",
+        "https://eu-west-1.console.aws.amazon.com/states/home?region=eu-west-1"
+        f"#/v2/executions/details/{failed.arn}",
+        f"describe-execution --execution-arn {failed.arn}",
+        "tradelake status --stage prod",
+        "tradelake-prod-ingest function",
+    ):
+        assert needed in message, needed
+    assert "\n" not in message
+    off = outcome([Nothing("switched_off", "ingestion is switched off")], failed)
+    assert off == "The supervisor did not restart it: ingestion is switched off."
+    assert outcome([Start("ingest-1-2", 2, 1)], ended("manual", T)).startswith("It is not")

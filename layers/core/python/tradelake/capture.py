@@ -21,10 +21,8 @@ import logging
 import random
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from operator import itemgetter
 from typing import Protocol
 
 from tradelake.backoff import Backoff
@@ -271,16 +269,16 @@ class Capture:
         if out.gaps:
             self.gap_ledger.record(out.gaps)
         if out.trades:
-            self.sink.add(out.trades)
+            self.sink.add(out.trades, out.lines)
 
     def _flush(self) -> None:
         acknowledged = self.sink.flush()
         if not acknowledged:
             return
-        self.cursor.advance(acknowledged)
+        written = self.cursor.advance(acknowledged)
         self.cursor_store.save(self.cursor)
         self.stats.flushes += 1
-        for symbol, n in Counter(map(itemgetter(0), acknowledged)).items():  # 0: the symbol
+        for symbol, n in written.items():
             self.stats.symbols[symbol].written += n
 
     def _status(self) -> None:

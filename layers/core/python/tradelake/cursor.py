@@ -32,10 +32,13 @@ advanced only by trades the sink has acknowledged.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any, NamedTuple
 
+from tradelake import hotpath
 from tradelake.model import (
     BUY,
     EARLIEST_NS,
@@ -52,6 +55,8 @@ from tradelake.model import (
 
 FillKey = tuple[str, int, int]
 """(side, price, qty) of a fill: with ``ts_ns`` it is the tuple that ``k`` counts."""
+_compiled = hotpath.compiled
+"""Takes ``Cursor.advance``'s pass over plain trades; ``_settle`` is the reference."""
 
 NO_CURSOR = -1
 
@@ -67,40 +72,56 @@ class SymbolCursor:
     counts: dict[FillKey, int] = field(default_factory=dict)
 
 
+def _settle(
+    acknowledged: Sequence[Trade],
+) -> tuple[Mapping[str, int], Mapping[str, tuple[int, dict[FillKey, int]]]]:
+    """Per symbol: its trades in ``acknowledged``, and its newest nanosecond with how many of
+    each fill it holds there (the reference of the compiled ``settle``)."""
+    newest: dict[str, int] = {}
+    fresh: dict[str, dict[FillKey, int]] = {}
+    get = newest.get
+    for t in reversed(acknowledged):
+        symbol, ts_ns = t[0], t[1]  # runs for every trade: plain indexing
+        top = get(symbol)
+        if top is None:
+            newest[symbol] = top = ts_ns
+        if ts_ns != top:
+            continue
+        counts = fresh.setdefault(symbol, {})
+        key = (t.side, t.price, t.qty)
+        if counts.get(key, 0) <= t.k:
+            counts[key] = t.k + 1
+    written = Counter(map(itemgetter(0), acknowledged))  # 0: the symbol
+    return written, {symbol: (ts_ns, fresh[symbol]) for symbol, ts_ns in newest.items()}
+
+
 @dataclass(slots=True)
 class Cursor:
     """The durable position of every symbol: what the lake is known to hold."""
 
     symbols: dict[str, SymbolCursor] = field(default_factory=dict)
 
-    def advance(self, acknowledged: Sequence[Trade]) -> None:
-        """Move past ``acknowledged`` trades (in the order they were written).
+    def advance(self, acknowledged: Sequence[Trade]) -> Mapping[str, int]:
+        """Move past ``acknowledged`` trades (in the order they were written); return how many
+        of each symbol they are (the capture's ``written``: one pass does both).
 
         Only the trades at each symbol's newest nanosecond matter; they are at the end of the
         batch, so the scan runs backwards and settles each symbol on its last row.
         """
-        newest: dict[str, int] = {}
-        fresh: dict[str, dict[FillKey, int]] = {}
-        get = newest.get
-        for t in reversed(acknowledged):
-            symbol, ts_ns = t[0], t[1]  # runs for every trade: plain indexing
-            top = get(symbol)
-            if top is None:
-                newest[symbol] = top = ts_ns
-            if ts_ns != top:
-                continue
-            counts = fresh.setdefault(symbol, {})
-            key = (t.side, t.price, t.qty)
-            if counts.get(key, 0) <= t.k:
-                counts[key] = t.k + 1
-        for symbol, ts_ns in newest.items():
+        settled = _compiled.settle(acknowledged) if _compiled is not None else None
+        if settled is None:
+            written, tops = _settle(acknowledged)
+        else:
+            written, tops = settled
+        for symbol, (ts_ns, fresh) in tops.items():
             current = self.symbols.get(symbol)
             if current is None or ts_ns > current.ts_ns:
-                self.symbols[symbol] = SymbolCursor(ts_ns, fresh[symbol])
+                self.symbols[symbol] = SymbolCursor(ts_ns, fresh)
             elif ts_ns == current.ts_ns:
-                for key, n in fresh[symbol].items():
+                for key, n in fresh.items():
                     if current.counts.get(key, 0) < n:
                         current.counts[key] = n
+        return written
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready form (the cursor file, the S3 checkpoint, the Step Functions payload).

@@ -38,7 +38,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final, NamedTuple
 
-from tradelake import protocol
+from tradelake import hotpath, protocol
 from tradelake.cursor import Batch, Cursor, Reconciler
 from tradelake.markets import Instrument
 from tradelake.model import INCREMENTAL, SNAPSHOT, Fill, Gap, Trade
@@ -123,6 +123,8 @@ class Output(NamedTuple):
     trades: Sequence[Trade] = ()
     gaps: Sequence[Gap] = ()
     requests: Sequence[str] = ()
+    lines: bytes | None = None
+    """The trades' JSON lines (``pack.trade_line`` each), when the compiled path wrote them."""
 
 
 NOTHING: Final = Output()
@@ -131,12 +133,16 @@ _new = tuple.__new__
 
 
 class _Lane(NamedTuple):
-    """One symbol's instrument, rows key, reconciler and counters."""
+    """One symbol's instrument, rows key, reconciler and counters.
+
+    The compiled ``live_frame`` reads these fields by position: keep their order.
+    """
 
     instrument: Instrument
     rows_key: str
     reconciler: Reconciler
     stats: SymbolStats
+    factors: tuple[int, int] | None
 
 
 @dataclass(slots=True)
@@ -177,10 +183,19 @@ class Feed:
         self.retry_delay = retry_delay
         self.stats = CaptureStats(symbols={s: SymbolStats() for s in instruments})
         self._lanes = {
-            s: _Lane(i, i.rows_key, Reconciler(s, cursor.symbols.get(s)), self.stats.symbols[s])
+            s: _Lane(
+                i,
+                i.rows_key,
+                Reconciler(s, cursor.symbols.get(s)),
+                self.stats.symbols[s],
+                i.factors,
+            )
             for s, i in self.instruments.items()
         }
         """What a trade message of each symbol needs, found with one look-up per frame."""
+        self._live: dict[str, _Lane] = {}
+        """The lanes of the symbols whose subscription is live: the compiled path's only ones."""
+        self._live_frame = hotpath.compiled.live_frame if hotpath.compiled else None
         self._subs: dict[str, _Subscription] = {}
         self._timed: set[str] = set()
         """Symbols whose subscription has a deadline (all others: ``NEVER``), so that ``due``,
@@ -213,6 +228,7 @@ class Feed:
         """
         waiting = {s: sub.held for s, sub in self._subs.items() if not sub.live and sub.held}
         self._subs.clear()
+        self._live.clear()
         self._timed.clear()
         self._pending.clear()
         requests = [self._subscribe(symbol, now) for symbol in self.symbols]
@@ -254,10 +270,21 @@ class Feed:
         monotonic reading; without it, ``recv_ns`` in seconds is that clock (a replay, an
         embedding that never calls ``tick``). The frame is text or bytes, as the socket gave it.
         """
-        if now is None:
-            now = recv_ns / 1e9
         stats = self.stats
         stats.frames += 1
+        if self._live_frame is not None:  # the common case, compiled: see hotpath.py
+            hit = self._live_frame(frame, self._live, recv_ns, self._max_age_ns, self._max_lead_ns)
+            if hit is not None:
+                stats.trade_messages += 1
+                lane, trades, lines = hit
+                if not trades:
+                    return NOTHING
+                lane.stats.received += len(trades)
+                last = trades[-1]
+                stats.last_lag_ns = last.recv_ns - last.ts_ns
+                return _new(Output, (trades, (), (), lines))
+        if now is None:
+            now = recv_ns / 1e9
         try:
             msg = protocol.parse(frame)
         except protocol.MalformedFrame as exc:
@@ -325,6 +352,7 @@ class Feed:
             batches, reason = union(snapshot, sub.held, sub.bridge), "snapshot_short"
         trades, gaps = self._lanes[symbol].reconciler.reconcile(batches, detected_ns, reason)
         sub.live, sub.deadline, sub.held, sub.held_fills, sub.bridge = True, NEVER, [], 0, []
+        self._live[symbol] = self._lanes[symbol]
         self._timed.discard(symbol)
         return self._taken(symbol, trades, gaps)
 
@@ -346,7 +374,7 @@ class Feed:
             stats.received += len(trades)
             last = trades[-1]
             self.stats.last_lag_ns = last.recv_ns - last.ts_ns
-            return _new(Output, (trades, gaps, ()))
+            return _new(Output, (trades, gaps, (), None))
         return Output(trades, gaps) if gaps else NOTHING
 
     def _no_snapshot(self, symbol: str, sub: _Subscription, now: float, wall_ns: int) -> Output:
@@ -387,6 +415,7 @@ class Feed:
         request_id = self._next_id()
         self._pending[request_id] = (symbol, _SUBSCRIBE)
         self._subs[symbol] = _Subscription(request_id, now + self._timeout)
+        self._live.pop(symbol, None)
         self._timed.add(symbol)
         return protocol.subscribe(request_id, self.instruments[symbol])
 
@@ -414,6 +443,7 @@ class Feed:
         if refusals >= self.config.max_subscribe_errors:
             self.stats.rejected[symbol] = f"{text} ({refusals} times in a row)"
             self._subs.pop(symbol, None)
+            self._live.pop(symbol, None)
             self._timed.discard(symbol)
             log.error("%s: %s times in a row; no longer capturing %s", text, refusals, symbol)
         elif sub is not None and sub.request_id == reply.id and not sub.live:

@@ -77,11 +77,16 @@ class Instrument:
     price_factor: int = field(init=False, repr=False, compare=False)
     """Multiplier from a scaled integer price (``priceEp``) to fixed point."""
     qty_factor: int = field(init=False, repr=False, compare=False)
+    factors: tuple[int, int] | None = field(init=False, repr=False, compare=False)
+    """``(price_factor, qty_factor)`` of integer rows; None for decimal-text rows (``trades_p``)."""
 
     def __post_init__(self) -> None:
         # Read for every trade message: computed once (a frozen dataclass sets them this way).
         object.__setattr__(self, "price_factor", int(10 ** (FIXED_SCALE - (self.price_scale or 0))))
         object.__setattr__(self, "qty_factor", int(10 ** (FIXED_SCALE - (self.qty_scale or 0))))
+        scaled = self.price_scale is not None
+        factors = (self.price_factor, self.qty_factor) if scaled else None
+        object.__setattr__(self, "factors", factors)
 
     @property
     def subscribe_method(self) -> str:

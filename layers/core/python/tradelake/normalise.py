@@ -15,6 +15,7 @@ from functools import lru_cache
 from operator import itemgetter
 from typing import Any, Final
 
+from tradelake import hotpath
 from tradelake.markets import Instrument
 from tradelake.model import BUY, EARLIEST_NS, FIXED_LIMIT, LATEST_NS, SELL, Fill, parse_fixed
 
@@ -23,6 +24,9 @@ _BY_TS = itemgetter(0)
 _ROW_ERRORS = (IndexError, KeyError, TypeError, ValueError)
 
 ANY_TIME: Final = (EARLIEST_NS, LATEST_NS)
+
+_compiled = hotpath.compiled
+"""Takes rows that are all good (most messages); the loops below are the reference."""
 
 _parse_fixed = lru_cache(maxsize=4096)(parse_fixed)
 """``parse_fixed`` for ``trades_p`` values, cached: two per row, and prices and sizes repeat (a
@@ -42,6 +46,10 @@ def fills(
     ``tuple.__new__``, which skips the Python-level ``Fill.__new__``.
     """
     lo, hi = max(window[0], EARLIEST_NS), min(window[1], LATEST_NS)
+    if _compiled is not None:
+        done = _compiled.fills(rows, instrument.factors, lo, hi)
+        if done is not None:
+            return done, 0
     out: list[Fill] = []
     append, new, sides, limit = out.append, tuple.__new__, SIDES, FIXED_LIMIT
     bad = 0

@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterator, Sequence
 from functools import lru_cache
 from typing import Final, NamedTuple, TypeVar
 
+from tradelake import hotpath
 from tradelake.model import Trade, format_fixed, parse_fixed
 
 MAX_TRADES_PER_RECORD: Final = 500
@@ -44,6 +45,10 @@ MAX_BATCH_BYTES: Final = 4 * 1024 * 1024
 _NS_PER_MS: Final = 1_000_000
 
 T = TypeVar("T")
+_compiled = hotpath.compiled
+"""Writes the lines of plain trades (printable ASCII, positive values) and packs lines into
+records; ``_lines`` and the loop of ``pack`` are the reference, and do every other case."""
+_new = tuple.__new__
 
 
 class Record(NamedTuple):
@@ -110,6 +115,10 @@ def pack(
     """
     if max_trades < 1:
         raise ValueError("max_trades must be at least 1")
+    written = written_lines(trades)
+    packed = None if written is None else pack_lines(written, len(trades), max_trades, max_bytes)
+    if packed is not None:
+        return packed
     lines = _lines(trades)
     records: list[Record] = []
     i, n = 0, len(lines)
@@ -131,6 +140,29 @@ def pack(
         records.append(Record(data.encode("ascii"), len(chunk)))
         i += len(chunk)
     return records
+
+
+def written_lines(trades: Sequence[Trade]) -> bytes | None:
+    """Every trade's line, joined, from the compiled path; None without it, or if one is not of
+    the plain kind it writes (``_lines`` writes those)."""
+    return None if _compiled is None else _compiled.lines(trades)
+
+
+def pack_lines(
+    lines: bytes,
+    trades: int,
+    max_trades: int = MAX_TRADES_PER_RECORD,
+    max_bytes: int = MAX_RECORD_BYTES,
+) -> list[Record] | None:
+    """``pack`` of ``trades`` trades whose lines are already written (``Output.lines``), with no
+    look at the trades themselves; None without the compiled path or when a line is longer
+    than a record (``pack`` then says which)."""
+    done = None if _compiled is None else _compiled.records(lines, max_trades, max_bytes)
+    if done is None:
+        return None
+    if sum(n for _, n in done) != trades:  # lines of other trades: a bug, never a silent loss
+        raise ValueError(f"{trades} trades but lines of {sum(n for _, n in done)}")
+    return [_new(Record, record) for record in done]
 
 
 def batches(

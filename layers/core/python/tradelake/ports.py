@@ -21,7 +21,10 @@ class TradeSink(Protocol):
     A sink that cannot write raises; what it did not acknowledge is not in the cursor.
     """
 
-    def add(self, trades: Sequence[Trade]) -> None: ...
+    def add(self, trades: Sequence[Trade], lines: bytes | None = None) -> None:
+        """Buffer ``trades``; ``lines`` are their JSON lines when already written (a sink that
+        writes another format ignores them)."""
+        ...
 
     def due(self, now_ns: int) -> bool:
         """Whether a buffer limit (count, bytes or age) says it is time to flush."""

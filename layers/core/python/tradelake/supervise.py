@@ -32,13 +32,28 @@ it decides again with that name counted as taken. Either way one execution runs.
 A malformed checkpoint is an error, not an empty cursor: starting without the cursor would skip
 the gap check against it, and the lake would claim completeness it does not have.
 
-This module is pure: Step Functions, the switch and the checkpoints are behind ``IngestControl``.
+Woken by an execution that ended badly, the supervisor also tells the alarm topic, and backs
+off, from the executions ListExecutions lists as ended badly (``Ended``) plus the one the event
+names (the listing may not show it yet):
+
+- it sends one message (``alert``) unless another execution of the same shard ended badly in
+  the hour before this one: a shard failing again and again sends one message, not one per
+  restart. "Before this one", not "in the last hour": two failures processed out of order
+  still send exactly one;
+- a shard with ``BACKOFF_FAILURES`` executions ended badly in the last ``BACKOFF_WINDOW_NS`` is
+  not restarted on the event but left to the 5-minute heartbeat (``hold``), so a crash loop
+  (a bad deploy, Phemex refusing every symbol) costs about twelve executions an hour.
+
+This module is pure: Step Functions, the switch and the checkpoints are behind ``IngestControl``;
+the listing of ended executions and the topic are the handler's adapters.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+import time
+from collections import Counter
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any, Literal, NamedTuple, Protocol
 
 from tradelake.cursor import Cursor
@@ -48,6 +63,15 @@ _NAME = re.compile(rf"{EXECUTION_PREFIX}-(?:([0-9]{{1,4}})-)?([0-9]{{1,18}})")
 RUNNING = "RUNNING"
 MAX_ATTEMPTS = 3
 """Names tried before giving up when each turns out taken by a closed execution."""
+ENDED_BADLY = ("FAILED", "TIMED_OUT", "ABORTED")
+"""The statuses of an execution that ended without handing over (serverless.yml's supervisor
+event matches the same three)."""
+_NS_PER_MINUTE = 60_000_000_000
+QUIET_NS = 60 * _NS_PER_MINUTE
+"""A shard's failure is told unless another failure of the shard came less than this before it."""
+BACKOFF_FAILURES = 3
+BACKOFF_WINDOW_NS = 15 * _NS_PER_MINUTE
+"""A shard with BACKOFF_FAILURES failures in this window is restarted by the heartbeat only."""
 
 
 class Start(NamedTuple):
@@ -61,7 +85,7 @@ class Start(NamedTuple):
 class Nothing(NamedTuple):
     """Leave things as they are."""
 
-    reason: Literal["switched_off", "already_running"]
+    reason: Literal["switched_off", "already_running", "backing_off"]
     detail: str
     shard: int | None = None
     """None: every shard (switched off)."""
@@ -190,25 +214,32 @@ def summary(decision: Decision) -> dict[str, Any]:
     }
 
 
-def supervise(control: IngestControl, shards: Sequence[Sequence[str]]) -> list[Decision]:
+def supervise(
+    control: IngestControl, shards: Sequence[Sequence[str]], hold: Collection[int] = ()
+) -> list[Decision]:
     """Decide and act once for every non-empty shard (see the module docstring).
 
     ``shards`` are the symbols of each shard (``tradelake.shards.shards``); one decision per
-    non-empty shard, or a single ``Nothing`` when switched off. A ``Start`` returned has been
-    started; raises if no free name is found for a shard in a few tries.
+    non-empty shard, or a single ``Nothing`` when switched off. The shards in ``hold``
+    (``backing_off``) are not started. A ``Start`` returned has been started; raises if no free
+    name is found for a shard in a few tries.
     """
     if not control.switched_on():
         return [decide(False, [], [])]
     running, recent = control.running(), control.recent()
     return [
-        _supervise_shard(control, shard, running, recent)
+        _supervise_shard(control, shard, running, recent, shard in hold)
         for shard, symbols in enumerate(shards)
         if symbols
     ]
 
 
 def _supervise_shard(
-    control: IngestControl, shard: int, running: Sequence[str], recent: Sequence[str]
+    control: IngestControl,
+    shard: int,
+    running: Sequence[str],
+    recent: Sequence[str],
+    held: bool,
 ) -> Decision:
     taken: list[str] = []
     cursor: Cursor | None = None
@@ -217,6 +248,14 @@ def _supervise_shard(
         decision = decide(True, running, [*recent, *taken], shard)
         if isinstance(decision, Nothing):
             return decision
+        if held:
+            return Nothing(
+                "backing_off",
+                f"{BACKOFF_FAILURES} or more executions ended badly in the last"
+                f" {BACKOFF_WINDOW_NS // _NS_PER_MINUTE} minutes, so only the 5-minute heartbeat"
+                " restarts it",
+                shard,
+            )
         newest = None if taken else newest_known([*running, *recent], shard)
         if newest is not None and control.status(newest) == RUNNING:
             return Nothing("already_running", f"{newest} is running (listed late)", shard)
@@ -231,3 +270,110 @@ def _supervise_shard(
         f"no free ingest execution name for shard {shard} after {MAX_ATTEMPTS} tries"
         f" (taken: {', '.join(taken)})"
     )
+
+
+# --- an execution that ended badly: the message and the back-off -------------------------------
+
+
+class Ended(NamedTuple):
+    """An ingest execution that ended FAILED, TIMED_OUT or ABORTED."""
+
+    name: str
+    status: str
+    stopped_ns: int
+    arn: str
+
+
+def ended_of(event: Any, now_ns: int) -> Ended | None:
+    """The execution a Step Functions status change says ended badly; None for any other event.
+
+    Its stop time is the event's ``stopDate`` (ms), ``now_ns`` if it has none.
+    """
+    if not isinstance(event, Mapping) or event.get("source") != "aws.states":
+        return None
+    detail = event.get("detail")
+    if not isinstance(detail, Mapping) or detail.get("status") not in ENDED_BADLY:
+        return None
+    stop_ms = detail.get("stopDate")
+    return Ended(
+        name=str(detail["name"]),
+        status=str(detail["status"]),
+        stopped_ns=int(stop_ms) * 1_000_000 if isinstance(stop_ms, int) else now_ns,
+        arn=str(detail["executionArn"]),
+    )
+
+
+def _shard_of(name: str) -> int | None:
+    parsed = parse_name(name)
+    return None if parsed is None else parsed[0]
+
+
+def first_in_the_hour(ended: Ended, failures: Iterable[Ended]) -> bool:
+    """Whether ``ended`` is to be told: no other execution of its shard ended badly in the
+    ``QUIET_NS`` before it. A hand-started execution (no shard) is always told."""
+    shard = _shard_of(ended.name)
+    if shard is None:
+        return True
+    key = (ended.stopped_ns, ended.name)
+    return not any(
+        _shard_of(f.name) == shard
+        and f.name != ended.name
+        and ended.stopped_ns - f.stopped_ns < QUIET_NS
+        and (f.stopped_ns, f.name) < key
+        for f in failures
+    )
+
+
+def backing_off(failures: Iterable[Ended], now_ns: int) -> frozenset[int]:
+    """The shards with ``BACKOFF_FAILURES`` or more executions (by name) that ended badly in the
+    last ``BACKOFF_WINDOW_NS``: restarting them again at once would only fail again."""
+    recent = {f.name for f in failures if now_ns - f.stopped_ns <= BACKOFF_WINDOW_NS}
+    per_shard = Counter(shard for name in recent if (shard := _shard_of(name)) is not None)
+    return frozenset(shard for shard, n in per_shard.items() if n >= BACKOFF_FAILURES)
+
+
+def outcome(decisions: Sequence[Decision], ended: Ended) -> str:
+    """What the supervisor did about the shard of ``ended``, in a sentence for its message."""
+    shard = _shard_of(ended.name)
+    for decision in decisions:
+        if isinstance(decision, Start) and decision.shard == shard:
+            return (
+                f"The supervisor restarted shard {shard} from its checkpoint as {decision.name}"
+                " (trades Phemex no longer replays become a declared gap)."
+            )
+        if isinstance(decision, Nothing) and decision.shard in (shard, None):
+            return f"The supervisor did not restart it: {decision.detail}."
+    return (
+        "It is not an execution the supervisor keeps running (started by hand, or of a shard"
+        " the symbols no longer make): nothing was restarted."
+    )
+
+
+class Alert(NamedTuple):
+    """A message for the alarm topic: an e-mail's subject and its plain-text body."""
+
+    subject: str
+    message: str
+
+
+def alert(stage: str, ended: Ended, what_was_done: str) -> Alert:
+    """The one readable paragraph sent for ``ended`` (``first_in_the_hour``)."""
+    region = ended.arn.split(":")[3] if ended.arn.count(":") >= 3 else ""
+    console = (
+        f"https://{region}.console.aws.amazon.com/states/home?region={region}"
+        f"#/v2/executions/details/{ended.arn}"
+    )
+    stopped = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ended.stopped_ns // 10**9))
+    shard = _shard_of(ended.name)
+    which = "" if shard is None else f" (shard {shard})"
+    message = (
+        f"tradelake {stage}: the ingest execution {ended.name}{which} ended {ended.status}"
+        f" at {stopped}. {what_was_done} Further failures of this shard within the hour are"
+        " not sent (nor any while it keeps failing at least once an hour): check with"
+        f" `tradelake status --stage {stage}` that every shard runs. Find the error in the"
+        f" execution ({console}, or aws stepfunctions describe-execution --execution-arn"
+        f" {ended.arn}) and in the log of the tradelake-{stage}-ingest function, and see"
+        " docs/OPERATIONS.md, ingest-execution-ended."
+    )
+    subject = f"tradelake {stage}: {ended.name} ended {ended.status}"
+    return Alert(subject[:100], message)

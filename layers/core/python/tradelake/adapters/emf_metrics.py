@@ -7,14 +7,16 @@ once a second from the capture loop, so no thread and no lock): it samples the l
 and, every ``interval_s``, emits what changed since the previous emit and flushes.
 
 A custom metric costs $0.30 a month, charged for the hours it is published in (README, "What
-it costs"), so only two kinds are published all the time, those the alarms and the dashboard need:
+it costs"), so only one kind is published all the time, the one the alarms need:
+``TradesWritten`` per symbol (dimensions ``service``, ``symbol``; one blob per symbol from an
+``EphemeralMetrics``, Powertools' non-singleton provider, so the ``symbol`` dimension never
+leaks into the handler's own metrics), every interval even when zero.
 
-- ``TradesWritten`` per symbol (dimensions ``service``, ``symbol``; one blob per symbol from an
-  ``EphemeralMetrics``, Powertools' non-singleton provider, so the ``symbol`` dimension never
-  leaks into the handler's own metrics), every interval even when zero;
-- ``Lag`` (dimension ``service``): receipt minus exchange time of the newest trade, in ms, one
-  value per second with new trades (EMF carries them as an array, so CloudWatch gets real
-  average, maximum and percentiles).
+The lag (receipt minus exchange time of the newest trade, sampled once a second with new
+trades) is no metric: every interval the handler's logger writes one ``status`` line (JSON)
+with the interval's ``lag_ms_p50``, ``lag_ms_p99`` and ``lag_ms_max`` (absent when no trade
+came) and ``lag_samples``, which the dashboard's Logs Insights widget charts. A line a minute
+(~450 bytes) is ~20 MB of logs a month, about a cent; the metric was $0.30.
 
 Everything else is a fault counter for the whole capture (dimension ``service``), published only
 in an interval in which it is not zero (:func:`count`): ``GapDetected`` (gaps declared),
@@ -29,10 +31,11 @@ published every hour for nobody.
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
-from aws_lambda_powertools import Metrics
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
 from tradelake.feed import CaptureStats
@@ -40,6 +43,19 @@ from tradelake.feed import CaptureStats
 _NS_PER_MS = 1_000_000
 FREE_ELSEWHERE = frozenset({"FirehoseRecordsSent"})
 """Sink counters not published: AWS/Firehose ``IncomingRecords`` counts the same records free."""
+
+
+def lag_fields(lags_ms: Sequence[float]) -> dict[str, float]:
+    """The status line's lag fields for an interval's samples (nearest-rank percentiles, to
+    0.1 ms): Logs Insights charts numbers, and none at all when no trade came."""
+    if not lags_ms:
+        return {}
+    ordered = sorted(lags_ms)
+
+    def rank(p: float) -> float:
+        return round(ordered[max(math.ceil(p * len(ordered)) - 1, 0)], 1)
+
+    return {"lag_ms_p50": rank(0.50), "lag_ms_p99": rank(0.99), "lag_ms_max": rank(1.0)}
 
 
 def count(metrics: Metrics, name: str, value: int) -> None:
@@ -50,7 +66,8 @@ def count(metrics: Metrics, name: str, value: int) -> None:
 
 
 class CaptureMetrics:
-    """``Capture(on_status=...)``: periodic EMF metrics from ``CaptureStats``, as deltas."""
+    """``Capture(on_status=...)``: periodic EMF metrics from ``CaptureStats``, as deltas, and
+    the lag in a ``status`` line of ``logger`` (none without one)."""
 
     def __init__(
         self,
@@ -58,12 +75,14 @@ class CaptureMetrics:
         interval_s: float,
         counters: Callable[[], Mapping[str, int]] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        logger: Logger | None = None,
     ) -> None:
-        self.metrics, self.interval_s, self.counters, self.clock = (
+        self.metrics, self.interval_s, self.counters, self.clock, self.logger = (
             metrics,
             interval_s,
             counters,
             clock,
+            logger,
         )
         self.emits = 0
         self._per_symbol = EphemeralMetrics(namespace=metrics.namespace, service=metrics.service)
@@ -107,8 +126,10 @@ class CaptureMetrics:
         }
         for name, value in faults.items():
             count(self.metrics, name, self._delta(name, value))
-        for lag in self._lag_ms:
-            self.metrics.add_metric(name="Lag", unit=MetricUnit.Milliseconds, value=lag)
+        if self.logger is not None:
+            self.logger.info(
+                "status", extra={**lag_fields(self._lag_ms), "lag_samples": len(self._lag_ms)}
+            )
         self._lag_ms.clear()
         if flush and self.metrics.metric_set:  # nothing to publish: no blob, no warning
             self.metrics.flush_metrics()

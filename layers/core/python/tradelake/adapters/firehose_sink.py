@@ -54,7 +54,14 @@ from botocore.exceptions import ConnectTimeoutError, EndpointConnectionError, HT
 from tradelake.adapters.aws_errors import error_code
 from tradelake.backoff import Backoff
 from tradelake.model import Trade
-from tradelake.pack import MAX_TRADES_PER_RECORD, Record, batches, pack
+from tradelake.pack import (
+    MAX_TRADES_PER_RECORD,
+    Record,
+    batches,
+    pack,
+    pack_lines,
+    written_lines,
+)
 
 log = logging.getLogger(__name__)
 
@@ -107,11 +114,15 @@ class FirehoseSink:
     When to flush. Every flush is a PutRecordBatch and a cursor checkpoint (an S3 PUT), and
     Firehose bills each record in 5 KB steps, so a flush should carry a full record (500
     trades): it is due once that many are buffered and the oldest is ``min_age_s`` old (in a
-    burst, a flush every 5 s of up to ``max_trades``, not one per 500 trades), at ``max_trades``,
-    or when the oldest is ``max_age_s`` old. 120 s bounds what a crashed step loses from its
-    buffer (what the next snapshot, 200 trades on Phemex, does not reach back to is a DECLARED
-    gap, never a silent one) and keeps the trades well inside Firehose's own 300 s buffer;
-    at BTCUSD's ~5 trades/s a full record comes first (docs/BENCHMARKS.md, section 2).
+    burst, a flush every 5 s, not one per 500 trades), at ``max_trades``, or when the oldest is
+    ``max_age_s`` old. ``max_trades`` is five records, 2,500 trades (~1 MB with their lines):
+    a flush then finds them still in the CPU's cache (at 25,000 the hot path ran 25-30% slower,
+    docs/BENCHMARKS.md section 1), the buffer stays small in a 128 MB function, and a crash
+    loses little; above 500 trades/s it means more than one checkpoint every 5 s, at $5 a
+    million PUTs. 120 s bounds what a crashed step loses from its buffer (what the next
+    snapshot, 200 trades on Phemex, does not reach back to is a DECLARED gap, never a silent
+    one) and keeps the trades well inside Firehose's own 300 s buffer; at BTCUSD's ~5 trades/s
+    a full record comes first (docs/BENCHMARKS.md, section 2).
     ``due(now_ns)`` compares ``now_ns`` (``time.monotonic_ns``) with the ``clock`` reading taken
     when the oldest buffered trade arrived.
     """
@@ -121,7 +132,7 @@ class FirehoseSink:
         client: FirehoseClient,
         stream_name: str,
         *,
-        max_trades: int = 25_000,
+        max_trades: int = 2_500,
         max_age_s: float = 120.0,
         min_age_s: float = 5.0,
         backoff: Backoff = DELIVERY_BACKOFF,
@@ -154,6 +165,9 @@ class FirehoseSink:
         self._records: list[_Pending] = []
         """Records of the first ``_packed`` trades of ``_trades``, in order."""
         self._packed = 0
+        self._lines: list[bytes | int] = []
+        """Per ``add`` since the last packing: its trades' JSON lines (the compiled path writes
+        them with the trades), or how many trades it added, whose lines packing will write."""
         self._oldest_ns = 0
         self._last_error = "none"
 
@@ -172,10 +186,14 @@ class FirehoseSink:
             "FirehoseNetworkErrors": self.network_errors,
         }
 
-    def add(self, trades: Sequence[Trade]) -> None:
-        if trades and not self._trades:
+    def add(self, trades: Sequence[Trade], lines: bytes | None = None) -> None:
+        # Once per frame: no container is kept per call (the collector would walk them all).
+        if not trades:
+            return
+        if not self._trades:
             self._oldest_ns = self.clock()
         self._trades.extend(trades)
+        self._lines.append(len(trades) if lines is None else lines)
 
     def due(self, now_ns: int) -> bool:
         n = len(self._trades)
@@ -188,10 +206,13 @@ class FirehoseSink:
 
     def flush(self) -> Sequence[Trade]:
         """Deliver what is buffered; return the acknowledged prefix (see the module docstring)."""
-        if self._packed < len(self._trades):
-            fresh = pack(self._trades[self._packed :])
+        if self._packed < len(self._trades):  # packed from the lines, or else from the trades
+            n, lines = len(self._trades) - self._packed, self._written()
+            fresh = None if lines is None else pack_lines(lines, n)
+            if fresh is None:
+                fresh = pack(self._trades[self._packed :])
             self._records.extend(_Pending(r) for r in fresh)
-            self._packed = len(self._trades)
+            self._packed, self._lines = len(self._trades), []
         if not self._records:
             return []
         self._deliver()
@@ -209,8 +230,11 @@ class FirehoseSink:
                 f"{self.pending} trades are not acknowledged and stay out of the cursor"
             )
         n = sum(p.record.trades for p in self._records[:done])
-        acknowledged = self._trades[:n]
-        del self._trades[:n]
+        if n == len(self._trades):  # the usual case: all of it, and no copy of it
+            acknowledged, self._trades = self._trades, []
+        else:
+            acknowledged = self._trades[:n]
+            del self._trades[:n]
         del self._records[:done]
         self._packed -= n
         if self._records:
@@ -221,6 +245,25 @@ class FirehoseSink:
             )
         self._oldest_ns = self.clock()
         return acknowledged
+
+    def _written(self) -> bytes | None:
+        """The lines of the trades not yet packed: as added, or written now for the adds that
+        came without (a snapshot's, a reconnect's); None if some cannot be (``pack`` says why)."""
+        written = [part for part in self._lines if isinstance(part, bytes)]
+        if len(written) == len(self._lines):  # the usual case: every add brought its lines
+            return b"".join(written)
+        parts, at = [], self._packed
+        for part in self._lines:
+            if isinstance(part, int):
+                lines = written_lines(self._trades[at : at + part])
+                if lines is None:
+                    return None
+                at += part
+            else:
+                lines = part
+                at += part.count(b"\n")
+            parts.append(lines)
+        return b"".join(parts)
 
     def _deliver(self) -> None:
         """Send every unacknowledged record, in rounds: at most ``backoff.attempts`` per flush.

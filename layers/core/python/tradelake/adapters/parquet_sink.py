@@ -117,7 +117,8 @@ class ParquetSink:
         self._buffer: list[Trade] = []
         self._oldest_ns = 0
 
-    def add(self, trades: Sequence[Trade]) -> None:
+    def add(self, trades: Sequence[Trade], lines: bytes | None = None) -> None:
+        """``lines`` (JSON, for Firehose) are of no use to Parquet."""
         if trades and not self._buffer:
             self._oldest_ns = self.clock()
         self._buffer.extend(trades)

@@ -4,7 +4,8 @@
   (``aws ssm put-parameter --overwrite --name … --value off``); a missing parameter or another
   value is an error, not a guess;
 - executions are listed with ListExecutions (RUNNING ones across all pages; the most recent
-  ``recent_limit`` of any status for the generation count) and started by name; the answer
+  ``recent_limit`` of any status for the generation count, and of each status that ended
+  badly for the supervisor's message and back-off) and started by name; the answer
   ``ExecutionAlreadyExists`` is reported as ``False``, for the core to sort out;
 - shard ``s``'s checkpoint is the cursor JSON its ingest Lambda writes to
   ``s3://bucket/<cursor_key with -s>`` (``tradelake.shards.cursor_key``), read by the ingest's
@@ -25,7 +26,7 @@ from tradelake.adapters.aws_errors import error_code
 from tradelake.adapters.s3_state import S3CursorStore
 from tradelake.cursor import Cursor
 from tradelake.shards import cursor_key as shard_cursor_key
-from tradelake.supervise import RUNNING, parse_switch
+from tradelake.supervise import ENDED_BADLY, RUNNING, Ended, parse_switch
 
 
 def execution_arn(state_machine_arn: str, name: str) -> str:
@@ -91,6 +92,28 @@ class StepFunctionsIngestControl:
             stateMachineArn=self.state_machine_arn, maxResults=self.recent_limit
         )
         return [e["name"] for e in page.get("executions", [])]
+
+    def ended_badly(self) -> list[Ended]:
+        """The most recent ``recent_limit`` executions of each status in ``ENDED_BADLY``: far
+        more than the hour that ``supervise.first_in_the_hour`` looks back over, unless many
+        shards crash at once (one fails about twelve times an hour while it backs off)."""
+        found: list[Ended] = []
+        for status in ENDED_BADLY:
+            page = self.sfn.list_executions(
+                stateMachineArn=self.state_machine_arn,
+                statusFilter=status,
+                maxResults=self.recent_limit,
+            )
+            found += [
+                Ended(
+                    e["name"],
+                    status,
+                    round(e["stopDate"].timestamp() * 1e3) * 1_000_000,
+                    e["executionArn"],
+                )
+                for e in page.get("executions", [])
+            ]
+        return found
 
     def status(self, name: str) -> str | None:
         try:
