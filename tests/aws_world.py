@@ -177,12 +177,19 @@ def load_function(name: str) -> ModuleType:
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    # Powertools reuses the logging logger of its service, and the handler an earlier import
-    # gave it still writes to the stdout of that time: a cold start writes to this one.
-    handler = getattr(getattr(module, "logger", None), "registered_handler", None)
-    if handler is not None:
-        handler.stream = sys.stdout
+    if hasattr(module, "logger"):
+        to_stdout(module.logger)  # a cold start writes to this test's stdout
     return module
+
+
+def to_stdout(logger: Any) -> None:
+    """Point a Powertools ``Logger`` at the current ``sys.stdout`` (a test's capture).
+
+    Powertools reuses the logging logger of its service, and the handler that the first Logger
+    of that service made still writes to the stdout of that time. Not ``setStream``: it flushes
+    the old stream, which that test's capture may have closed.
+    """
+    logger.registered_handler.stream = sys.stdout
 
 
 def emf_values(out: str) -> dict[str, float]:

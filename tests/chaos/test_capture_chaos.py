@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from aws_lambda_powertools import Logger, Metrics
 
+from aws_world import to_stdout
 from chaos.suite import Chaos, check_lake
 from fakes import SlowSink
 from tradelake.adapters import websocket_source
@@ -67,9 +68,8 @@ def test_every_simulator_fault_and_a_slow_consumer_lose_nothing_outside_gaps(
     )
     compression = 3600 / WALL_S
     sink = SlowSink(ParquetSink(tmp_path, max_age_s=0.3), every=2, pause_s=PAUSE_S)
-    # A logger of its own (a Logger of the ingest's service would keep the handler, and the
-    # stream, of the first one made in this process): its status lines carry the lag.
-    logger = Logger(service="ingest-chaos")
+    logger = Logger(service="ingest-chaos")  # its status lines carry the lag
+    to_stdout(logger)
     report = CaptureMetrics(
         Metrics(namespace="tradelake-chaos", service="ingest"), 0.5, logger=logger
     )

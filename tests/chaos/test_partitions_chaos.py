@@ -13,7 +13,6 @@ invocation with an error log and a count.
 from __future__ import annotations
 
 import random
-import sys
 from collections import Counter, deque
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -182,7 +181,6 @@ def test_duplicated_reordered_events_into_a_failing_glue_register_each_partition
     partitions_fn: ModuleType = load_function("partitions")
     # the adapter's own retries, without the seconds of backoff
     monkeypatch.setattr(partitions_fn, "GlueCatalog", partial(GlueCatalog, sleep=lambda s: None))
-    monkeypatch.setattr(partitions_fn.logger.registered_handler, "stream", sys.stdout)
     glue = FaultyGlue(moto_glue, chaos.seed)
     errors: list[str] = []
     dead_letters = []

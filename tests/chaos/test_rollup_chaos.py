@@ -12,7 +12,6 @@ file left to be read twice.
 from __future__ import annotations
 
 import random
-import sys
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -153,7 +152,6 @@ def test_athena_failures_are_loud_and_a_calm_run_leaves_each_rollup_once(
         )
 
     rollup = load_function("rollup")
-    monkeypatch.setattr(rollup.logger.registered_handler, "stream", sys.stdout)
     # the adapter's own retries, without the seconds of backoff
     monkeypatch.setattr(
         athena_adapter, "AthenaQueries", partial(athena_adapter.AthenaQueries, sleep=lambda s: None)

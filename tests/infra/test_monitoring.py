@@ -252,7 +252,7 @@ def test_steady_state_publishes_trades_written_per_symbol_nothing_else(
     symbols = ingest.config.symbols
     report = CaptureMetrics(ingest.metrics, 0.0, FirehoseSink(Refusing(), "s").counters)  # type: ignore[arg-type]
     quiet = CaptureStats(symbols={s: SymbolStats(received=5, written=5) for s in symbols})
-    quiet.last_lag_ns = 250_000_000
+    quiet.peak_lag_ns = 250_000_000
     busy = printed(lambda: report(quiet))
     assert sorted((m.name, dict(m.dimensions).get("symbol", "")) for m in busy) == sorted(
         ("TradesWritten", s) for s in symbols
@@ -275,7 +275,7 @@ def status_lines(template: Template, monkeypatch: pytest.MonkeyPatch) -> list[di
     stats = CaptureStats(symbols={"BTCUSD": SymbolStats()})
     with contextlib.redirect_stdout(io.StringIO()):  # the EMF blobs
         for received, lag_ms in ((1, 120), (2, 80), (3, 95)):  # a sample a second with trades
-            stats.symbols["BTCUSD"].received, stats.last_lag_ns = received, lag_ms * 10**6
+            stats.symbols["BTCUSD"].received, stats.peak_lag_ns = received, lag_ms * 10**6
             report(stats)
         report.emit(stats)  # the interval ends
         report(stats)  # no new trade: no lag sample

@@ -380,3 +380,18 @@ def test_the_next_deadline_is_the_earliest_of_the_subscriptions_still_waiting() 
     assert s.feed.due() == NEVER  # every symbol live: nothing to wait for
     s.feed.connect(10.0)
     assert s.feed.due() == 10.0 + CONFIG.snapshot_timeout_s  # a reconnect waits again
+
+
+def test_the_peak_lag_holds_the_largest_since_it_was_taken() -> None:
+    """A backlog read in a burst (lag falling from seconds to nothing within milliseconds) shows
+    in the peak, whichever frame was the last before the status callback read it."""
+    s = Session()
+    s.ack()
+    s.frame(snapshot(fill(0)), recv_ns=T0 + 1_000)
+    for dt, lag in ((10, 3 * 10**9), (20, 5 * 10**6), (30, 1_000)):
+        s.frame(incremental(fill(dt)), recv_ns=T0 + dt + lag)
+    stats = s.feed.stats
+    assert (stats.last_lag_ns, stats.peak_lag_ns) == (1_000, 3 * 10**9)
+    stats.peak_lag_ns = 0  # taken
+    s.frame(incremental(fill(40)), recv_ns=T0 + 40 + 7_000)
+    assert stats.peak_lag_ns == 7_000

@@ -97,6 +97,9 @@ class CaptureStats:
     flushes: int = 0
     last_lag_ns: int = 0
     """Receipt time minus exchange time of the newest trade received."""
+    peak_lag_ns: int = 0
+    """The largest ``last_lag_ns`` since its reader (the status callback) set it back to 0: a
+    backlog read in a few milliseconds is not missed between two samples."""
     rejected: dict[str, str] = field(default_factory=dict)
     """Symbols given up after refusals in a row, with Phemex's reason."""
 
@@ -281,7 +284,8 @@ class Feed:
                     return NOTHING
                 lane.stats.received += len(trades)
                 last = trades[-1]
-                stats.last_lag_ns = last.recv_ns - last.ts_ns
+                stats.last_lag_ns = lag = last.recv_ns - last.ts_ns
+                stats.peak_lag_ns = max(stats.peak_lag_ns, lag)
                 return _new(Output, (trades, (), (), lines))
         if now is None:
             now = recv_ns / 1e9
@@ -373,7 +377,8 @@ class Feed:
         if trades:
             stats.received += len(trades)
             last = trades[-1]
-            self.stats.last_lag_ns = last.recv_ns - last.ts_ns
+            self.stats.last_lag_ns = lag = last.recv_ns - last.ts_ns
+            self.stats.peak_lag_ns = max(self.stats.peak_lag_ns, lag)
             return _new(Output, (trades, gaps, (), None))
         return Output(trades, gaps) if gaps else NOTHING
 

@@ -5,8 +5,8 @@ rows that are all good, trades of printable ASCII) and return None for anything 
 callers then run the pure-Python code, which stays the reference: tests/unit/test_hotpath.py
 checks that both give the same on the same input. A live frame's trades come with their JSON
 lines, rendered while the values were at hand (``Output.lines``), which the Firehose sink packs
-as they are. Without the module (a platform it was not
-built for), everything runs in Python, only slower; ``TRADELAKE_PURE_PYTHON=1`` asks for that.
+as they are. Without the module (a platform it was not built for), everything runs in Python,
+only slower; ``TRADELAKE_PURE_PYTHON=1`` asks for that.
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ def _load() -> ModuleType | None:
     try:
         from tradelake import _hotpath
     except ImportError as exc:
-        log.info("the compiled hot path is not built for this interpreter (%s): pure Python", exc)
+        # Loud: the ingest function is sized for the compiled path (128 MB needs it).
+        log.warning("no compiled hot path for this interpreter (%s): pure Python, slower", exc)
         return None
     bind(_hotpath)
     return _hotpath

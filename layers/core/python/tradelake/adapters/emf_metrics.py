@@ -12,11 +12,12 @@ it costs"), so only one kind is published all the time, the one the alarms need:
 ``EphemeralMetrics``, Powertools' non-singleton provider, so the ``symbol`` dimension never
 leaks into the handler's own metrics), every interval even when zero.
 
-The lag (receipt minus exchange time of the newest trade, sampled once a second with new
-trades) is no metric: every interval the handler's logger writes one ``status`` line (JSON)
-with the interval's ``lag_ms_p50``, ``lag_ms_p99`` and ``lag_ms_max`` (absent when no trade
-came) and ``lag_samples``, which the dashboard's Logs Insights widget charts. A line a minute
-(~450 bytes) is ~20 MB of logs a month, about a cent; the metric was $0.30.
+The lag (receipt minus exchange time of a trade; each call with new trades samples the largest
+since the call before, ``CaptureStats.peak_lag_ns``) is no metric: every interval the handler's
+logger writes one ``status`` line (JSON) with the interval's ``lag_ms_p50``, ``lag_ms_p99`` and
+``lag_ms_max`` (absent when no trade came) and ``lag_samples``, which the dashboard's Logs
+Insights widget charts. A line a minute (~450 bytes) is ~20 MB of logs a month, about a cent;
+the metric was $0.30.
 
 Everything else is a fault counter for the whole capture (dimension ``service``), published only
 in an interval in which it is not zero (:func:`count`): ``GapDetected`` (gaps declared),
@@ -95,7 +96,8 @@ class CaptureMetrics:
         received = stats.received
         if received != self._last_received:
             self._last_received = received
-            self._lag_ms.append(stats.last_lag_ns / _NS_PER_MS)
+            self._lag_ms.append(stats.peak_lag_ns / _NS_PER_MS)
+            stats.peak_lag_ns = 0
         if self.clock() >= self._next:
             self.emit(stats)
 
