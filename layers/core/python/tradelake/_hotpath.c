@@ -810,12 +810,13 @@ static PyObject *symbol_name(const char *text, Py_ssize_t n) {
     return name;
 }
 
-/* live_frame(frame, lanes, recv_ns, max_age_ns, max_lead_ns) -> (lane, trades, lines) | None
+/* live_frame(frame, lanes, recv_ns, max_age_ns, max_lead_ns) -> (lane, trades, lines, lag) | None
  *
  * Feed.receive of an incremental trade message for a symbol whose subscription is live
  * (``lanes``: symbol -> feed._Lane, only those), when the frame is in the plain form Phemex
- * writes, every row is good and all of it is new: (lane, trades, their JSON lines), and the
- * reconciler moved past them. Anything else is None, before any state changed.
+ * writes, every row is good and all of it is new: (lane, trades, their JSON lines, the newest
+ * one's lag in ns), and the reconciler moved past them. Anything else is None, before any
+ * state changed.
  */
 static PyObject *hot_live_frame(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     (void)self;
@@ -903,7 +904,10 @@ static PyObject *hot_live_frame(PyObject *self, PyObject *const *args, Py_ssize_
                        &lines);
     if (trades == NULL) goto done;
     if (trades == Py_None) goto none;
-    result = PyTuple_Pack(3, lane, trades, lines);
+    /* the lag of the newest trade, receipt minus exchange time (the rows are oldest first) */
+    PyObject *lag = PyLong_FromLongLong(r.n ? recv_ns - r.rows[r.n - 1].ts : 0);
+    if (lag != NULL) result = PyTuple_Pack(4, lane, trades, lines, lag);
+    Py_XDECREF(lag);
     goto done;
 none:
     result = Py_None;

@@ -279,13 +279,13 @@ class Feed:
             hit = self._live_frame(frame, self._live, recv_ns, self._max_age_ns, self._max_lead_ns)
             if hit is not None:
                 stats.trade_messages += 1
-                lane, trades, lines = hit
+                lane, trades, lines, lag = hit
                 if not trades:
                     return NOTHING
                 lane.stats.received += len(trades)
-                last = trades[-1]
-                stats.last_lag_ns = lag = last.recv_ns - last.ts_ns
-                stats.peak_lag_ns = max(stats.peak_lag_ns, lag)
+                stats.last_lag_ns = lag
+                if lag > stats.peak_lag_ns:  # noqa: PLR1730 (once a frame: a compare, not a call)
+                    stats.peak_lag_ns = lag
                 return _new(Output, (trades, (), (), lines))
         if now is None:
             now = recv_ns / 1e9
